@@ -1,0 +1,49 @@
+"""`scratchllm <verb>`: thin argument parsing over the library.
+
+Each verb lives in its own module here and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (called with the parsed namespace,
+returning an exit code). Verb modules import heavy libraries (torch,
+matplotlib) inside their handlers, so ``--help`` stays fast and
+``scratchllm tokenizer ...`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from scratchllm import __version__
+
+# Module names under scratchllm.cli, in the order --help lists them.
+VERBS: tuple[str, ...] = ()  # each helper adds its verb module here
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scratchllm",
+        description="Build, train, sample, measure and inspect a language model from scratch.",
+    )
+    parser.add_argument("--version", action="version", version=f"scratchllm {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
+    for name in VERBS:
+        importlib.import_module(f"scratchllm.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ValueError, OSError) as e:
+        # Library errors are written to be read by people (they name the value and the fix),
+        # so the CLI shows them as one line rather than a traceback.
+        print(f"scratchllm {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
