@@ -1,0 +1,143 @@
+"""`scratchllm data`: the synthetic languages from the command line.
+
+scratchllm data languages                      # families, parameters, context needed
+scratchllm data sample sticky:k=2 -n 10        # samples, one per line
+scratchllm data verify sticky:k=2 < file.txt   # a verdict per invalid sample; exit 1 if any
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = subparsers.add_parser(
+        "data",
+        help="list, sample and verify the synthetic languages",
+        description="List, sample and verify the rule-based synthetic languages. A SPEC is "
+        "'name:key=value,...', e.g. 'markov:order=3,alphabet=6,branch=2,seed=0'; omitted "
+        "parameters take their defaults.",
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="data_command", metavar="<command>", required=True)
+
+    p = sub.add_parser(
+        "languages",
+        help="list the language families with their parameters",
+        description="List each language family: its parameters (default and range), the "
+        "context an n-gram model needs (n), and what its samples look like.",
+        formatter_class=fmt,
+    )
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=_languages)
+
+    p = sub.add_parser(
+        "sample",
+        help="print samples of a language, one per line",
+        description="Print samples of a language; each ends with the end-of-sample marker "
+        "(a newline), so the output is a corpus and can be piped into `data verify`.",
+        formatter_class=fmt,
+    )
+    p.add_argument("spec", metavar="SPEC", help="language spec, e.g. sticky:k=2")
+    p.add_argument("-n", "--num", type=int, default=10, help="number of samples")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser(
+        "verify",
+        help="verify samples (one per line) from a file or stdin",
+        description="Verify each sample (each line, ending with its newline) against a "
+        "language. Prints where and why each invalid sample breaks the rule, then "
+        "'N of M valid'. Exit status 0 if all are valid, 1 if any is not.",
+        formatter_class=fmt,
+    )
+    p.add_argument("spec", metavar="SPEC", help="language spec, e.g. sticky:k=2")
+    p.add_argument("file", nargs="?", default="-", help="file of samples; '-' reads stdin")
+    p.add_argument("--show", type=int, default=20, help="print at most this many invalid ones")
+    p.set_defaults(func=_verify)
+
+
+def _languages(args: argparse.Namespace) -> int:
+    from scratchllm.data.languages import languages
+
+    families = languages()
+    if args.json:
+        out = [
+            {
+                "name": f.name,
+                "description": f.description,
+                "context_needed": f.context_formula,
+                "default_spec": f.default_spec,
+                "params": [
+                    {
+                        "name": p.key,
+                        "type": p.type.__name__,
+                        "default": p.default,
+                        "range": p.range_text,
+                        "help": p.help,
+                    }
+                    for p in f.params
+                ],
+            }
+            for f in families
+        ]
+        print(json.dumps(out, indent=2))
+        return 0
+    for f in families:
+        print(f"{f.name}: {f.description}")
+        print(f"  context needed: n = {f.context_formula}    (default spec: {f.default_spec})")
+        print(f"  {'parameter':<10} {'default':<8} {'range':<14} meaning")
+        for p in f.params:
+            print(f"  {p.key:<10} {p.format(p.default):<8} {p.range_text:<14} {p.help}")
+        print()
+    print("A SPEC picks one: name:key=value,... (e.g. sticky:k=2). n is the smallest n-gram order")
+    print("(context of n-1 symbols) that can produce only valid samples.")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import random
+
+    from scratchllm.data.languages import get
+
+    if args.num < 0:
+        raise ValueError(f"-n must be 0 or more, got {args.num}")
+    lang = get(args.spec)
+    rng = random.Random(args.seed)
+    for _ in range(args.num):
+        sys.stdout.write(lang.sample(rng))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scratchllm.data.languages import END, get, split_samples
+
+    lang = get(args.spec)  # a bad spec fails before reading a large input
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path} (give a file of samples, or '-')")
+        text = path.read_text(encoding="utf-8")
+    samples = split_samples(text)
+    bad = 0
+    for i, sample in enumerate(samples, start=1):
+        verdict = lang.verify(sample)
+        if verdict.valid:
+            continue
+        bad += 1
+        if bad <= args.show:
+            shown = sample.removesuffix(END)
+            print(f"sample {i}: invalid at position {verdict.position}: {verdict.reason}")
+            print(f"    {shown}")
+            print(f"    {' ' * (verdict.position or 0)}^")
+    if bad > args.show:
+        print(f"... and {bad - args.show} more invalid samples")
+    print(f"{len(samples) - bad} of {len(samples)} valid ({lang.spec})")
+    return 1 if bad else 0
