@@ -12,6 +12,8 @@ accept is a clear ``ValueError``. Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
+import operator
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -45,3 +47,75 @@ def tokenizer_file(path: str | Path) -> Path:
     """``path`` itself if it is a file, else ``path/tokenizer.json``."""
     path = Path(path)
     return path / TOKENIZER_FILE if path.is_dir() else path
+
+
+def read_tokenizer_json(path: str | Path) -> tuple[Path, dict]:
+    """Read and parse a tokenizer.json, turning every way it can be broken into a clear error.
+
+    Returns ``(file, data)``. A missing file is a ``FileNotFoundError``; an empty,
+    non-UTF-8, truncated or otherwise invalid JSON file, or JSON that is not an
+    object, is a ``ValueError``. Each message names the file.
+    """
+    file = tokenizer_file(path)
+    if not file.is_file():
+        where = (
+            f"{path} has no {TOKENIZER_FILE}" if Path(path).is_dir() else f"{file} does not exist"
+        )
+        raise FileNotFoundError(
+            f"no tokenizer found: {where}; pass a directory written by tok.save(dir) "
+            f"(or `scratchllm tokenizer train`) or the {TOKENIZER_FILE} inside it"
+        )
+    raw = file.read_bytes()
+    if not raw.strip():
+        raise ValueError(f"{file} is empty; it is not a saved tokenizer (re-save or re-train it)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{file} is not a tokenizer.json: not UTF-8 text (bad byte at offset {e.start})"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{file} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+            "the file may be truncated or corrupt: re-save or re-train the tokenizer"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{file} holds a JSON {type(data).__name__}, not a tokenizer object; "
+            "it is not a tokenizer.json"
+        )
+    return file, data
+
+
+def check_training_text(text: str) -> None:
+    """Raise a clear ``ValueError`` unless ``text`` is a str with more than whitespace in it."""
+    if not isinstance(text, str):
+        raise ValueError(f"training text must be a str, got {type(text).__name__}")
+    if not text.strip():
+        what = "empty" if not text else f"only whitespace ({len(text)} characters)"
+        raise ValueError(f"training text is {what}; give the tokenizer a real corpus")
+
+
+def is_token_id(i: object, n: int) -> bool:
+    """Whether ``i`` is an integer id in ``0..n-1`` (NumPy integers count; bools do not)."""
+    if isinstance(i, bool):
+        return False
+    try:
+        return 0 <= operator.index(i) < n
+    except TypeError:
+        return False
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented UTF-8 JSON a person can read (non-ASCII kept as is).
+
+    A lone surrogate (legal in a Python str, not in UTF-8) falls back to ``\\udXXX`` escapes.
+    """
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = json.dumps(data, indent=1).encode("ascii")
+    path.write_bytes(raw + b"\n")
