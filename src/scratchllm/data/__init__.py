@@ -1,0 +1,29 @@
+"""Data: synthetic languages, text corpora and memory-mapped token datasets.
+
+- ``languages``: rule-based languages with a generator, a verifier and known context needs.
+- ``corpus``: text from a file, a language spec or the built-in stdlib-docstring corpus
+  (``resolve_data`` picks by what the user typed).
+- ``dataset``: ``TokenDataset``, a corpus tokenized once into a memory-mapped file, served
+  as random or sequential ``(x, y, mask)`` batches with a fixed train/validation split.
+"""
+
+from scratchllm.data.corpus import (
+    Corpus,
+    iter_text_file,
+    read_text_file,
+    resolve_data,
+    stdlib_docs,
+    text_from_spec,
+)
+from scratchllm.data.dataset import Batch, TokenDataset
+
+__all__ = [
+    "Batch",
+    "Corpus",
+    "TokenDataset",
+    "iter_text_file",
+    "read_text_file",
+    "resolve_data",
+    "stdlib_docs",
+    "text_from_spec",
+]
