@@ -1,0 +1,322 @@
+"""GPT: a decoder-only transformer, GPT-2's architecture with switchable parts.
+
+Token ids become vectors (``wte``), learn where they are (``pos``: a learned table, fixed
+sinusoids, or rotary queries/keys), and pass through ``n_layer`` pre-norm blocks::
+
+    x = x + attn(norm_1(x))     # tokens look at earlier tokens
+    x = x + ffn(norm_2(x))      # each token thinks on its own (an MLP or a mixture of experts)
+
+and a final norm and ``lm_head`` turn each vector into next-token logits. With the
+defaults (``pos="learned"``, ``norm="layernorm"``, ``ffn="mlp"``, ``bias=True``) this is
+GPT-2, parameter name for parameter name (``transformer.h.0.attn.c_attn.weight``, ...),
+so ``scratchllm.interop.load_gpt2`` copies Hugging Face weights in one to one.
+
+Initialisation follows GPT-2: every weight ~ N(0, 0.02), biases 0, norm gains 1, and
+the projections that write into the residual stream (``attn.c_proj``, ``mlp.c_proj``)
+scaled by ``1 / sqrt(2 * n_layer)`` so the stream's variance does not grow with depth.
+
+>>> import torch
+>>> model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50))
+>>> logits, loss = model(torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 5, dtype=torch.long))
+>>> tuple(logits.shape)
+(1, 5, 50)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from scratchllm.models.base import LanguageModel, lm_loss, register
+from scratchllm.models.layers.attention import ATTENTION_IMPLS, CausalSelfAttention
+from scratchllm.models.layers.ffn import ACTIVATIONS, FFNS, MLP, MoE
+from scratchllm.models.layers.kv_cache import KVCache
+from scratchllm.models.layers.norms import NORMS, make_norm
+from scratchllm.models.layers.positions import POSITIONS, rope_tables, sinusoidal_table
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 256  # the longest context the model sees (positions 0..block_size-1)
+    vocab_size: int = 65  # tokens the model reads and predicts
+    n_layer: int = 6  # transformer blocks
+    n_head: int = 6  # attention heads per block; n_embd must split evenly among them
+    n_embd: int = 384  # width of the residual stream
+    ffn_hidden: int | None = None  # MLP width; None means 4 * n_embd (GPT-2's n_inner)
+    dropout: float = 0.0  # on embeddings, attention weights and residual branches (training)
+    bias: bool = True  # biases in Linear layers and LayerNorms (GPT-2: True)
+    pos: str = "learned"  # "learned" (GPT-2), "sinusoidal" (fixed) or "rope" (rotary)
+    rope_base: float = 10000.0  # rope only: the slowest rotation is base^-1 per position
+    norm: str = "layernorm"  # "layernorm" (GPT-2) or "rmsnorm"
+    layer_norm_epsilon: float = 1e-5  # added to the variance in every norm
+    act: str = "gelu"  # "gelu" (exact), "gelu_tanh" (GPT-2's approximation) or "relu"
+    ffn: str = "mlp"  # "mlp" (dense) or "moe" (mixture of experts)
+    n_expert: int = 4  # moe only: experts per block
+    moe_top_k: int = 1  # moe only: experts each token is routed to (1 = Switch)
+    moe_aux_loss_coef: float = 0.01  # moe only: weight of the load-balancing loss
+    tie_weights: bool = True  # lm_head shares its matrix with wte (GPT-2: True)
+
+    def __post_init__(self) -> None:
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} ({getattr(self, name)!r}) must be a positive integer")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.ffn_hidden is not None and self.ffn_hidden < 1:
+            raise ValueError(
+                f"ffn_hidden ({self.ffn_hidden}) must be positive, or None for 4*n_embd"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout ({self.dropout}) must be in [0, 1)")
+        for name, choices in (
+            ("pos", POSITIONS),
+            ("norm", NORMS),
+            ("act", ACTIVATIONS),
+            ("ffn", FFNS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {list(choices)}"
+                )
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ValueError(
+                f"rope needs an even head size, but n_embd ({self.n_embd}) / n_head "
+                f"({self.n_head}) = {self.head_dim}"
+            )
+        if self.rope_base <= 0:
+            raise ValueError(f"rope_base ({self.rope_base}) must be positive")
+        if self.layer_norm_epsilon <= 0:
+            raise ValueError(f"layer_norm_epsilon ({self.layer_norm_epsilon}) must be positive")
+        if self.ffn == "moe":
+            if self.n_expert < 1:
+                raise ValueError(f"n_expert ({self.n_expert}) must be at least 1")
+            if not 1 <= self.moe_top_k <= self.n_expert:
+                raise ValueError(
+                    f"moe_top_k ({self.moe_top_k}) must be between 1 and n_expert ({self.n_expert})"
+                )
+            if self.moe_aux_loss_coef < 0:
+                raise ValueError(f"moe_aux_loss_coef ({self.moe_aux_loss_coef}) must be >= 0")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block: attention, then the feed-forward part."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        c = config
+        hidden = c.ffn_hidden or 4 * c.n_embd
+        self.ln_1 = make_norm(c.norm, c.n_embd, c.bias, c.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(c.n_embd, c.n_head, c.bias, c.dropout)
+        self.ln_2 = make_norm(c.norm, c.n_embd, c.bias, c.layer_norm_epsilon)
+        self.is_moe = c.ffn == "moe"
+        if self.is_moe:
+            self.mlp = MoE(c.n_embd, hidden, c.act, c.bias, c.dropout, c.n_expert, c.moe_top_k)
+        else:
+            self.mlp = MLP(c.n_embd, hidden, c.act, c.bias, c.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, T, C)
+        mask: torch.Tensor | None = None,
+        is_causal: bool = True,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
+        token_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return the new residual stream and the MoE balancing loss (None for an MLP)."""
+        x = x + self.attn(self.ln_1(x), mask, is_causal, rope, cache, start)
+        if self.is_moe:
+            h, aux = self.mlp(self.ln_2(x), token_mask)
+            return x + h, aux
+        return x + self.mlp(self.ln_2(x)), None
+
+
+@register
+class GPT(LanguageModel):
+    """A GPT language model; see the module docstring for the architecture."""
+
+    family = "gpt"
+    config_class = GPTConfig
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(c.vocab_size, c.n_embd),
+                drop=nn.Dropout(c.dropout),
+                h=nn.ModuleList(Block(c) for _ in range(c.n_layer)),
+                ln_f=make_norm(c.norm, c.n_embd, c.bias, c.layer_norm_epsilon),
+            )
+        )
+        if c.pos == "learned":
+            self.transformer["wpe"] = nn.Embedding(c.block_size, c.n_embd)
+        # Derived tables are non-persistent buffers: rebuilt from the config, never saved.
+        if c.pos == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(c.block_size, c.n_embd), False)
+        if c.pos == "rope":
+            cos, sin = rope_tables(c.block_size, c.head_dim, c.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        if c.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation (see the module docstring)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=residual_std)
+
+    @property
+    def context_length(self) -> int:
+        return self.config.block_size
+
+    def set_attention_impl(self, impl: str) -> None:
+        """``"sdpa"`` (fused, the default) or ``"reference"`` (explicit softmax, which keeps
+        each layer's attention weights in ``transformer.h[i].attn.last_weights``)."""
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(
+                f"unknown attention impl {impl!r}; choose one of {list(ATTENTION_IMPLS)}"
+            )
+        for block in self.transformer.h:
+            block.attn.impl = impl
+            block.attn.last_weights = None
+
+    # -- the parts shared by forward and forward_step -------------------------------------
+
+    def _embed(self, idx: torch.Tensor, positions: slice | torch.Tensor) -> torch.Tensor:
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if self.config.pos == "learned":
+            x = x + self.transformer.wpe.weight[positions]  # (T, C) or (B, T, C)
+        elif self.config.pos == "sinusoidal":
+            x = x + self.pos_table[positions]
+        return self.transformer.drop(x) if self.training and self.config.dropout > 0 else x
+
+    def _rope(self, positions: slice | torch.Tensor):
+        if self.config.pos != "rope":
+            return None
+        # (T, D) -> (T, 1, 1, D) or (B, T, D) -> (B, T, 1, 1, D): broadcasts over (B, T, 2, H, D)
+        cos = self.rope_cos[positions][..., None, None, :]
+        sin = self.rope_sin[positions][..., None, None, :]
+        return cos, sin
+
+    # -- training / scoring -------------------------------------------------------------
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``[B, T, V]`` for ids ``idx [B, T]``, and the loss when ``targets`` is given.
+
+        ``attention_mask [B, T]`` (bool or 0/1, False = padding) lets rows of unequal
+        length share a batch, padded on either side: no token attends to padding,
+        positions count real tokens only (so a left-padded row gives the logits of its
+        text alone), and padded positions are left out of the loss. With ``ffn="moe"``
+        the loss includes ``moe_aux_loss_coef`` times the balancing loss of every layer.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be [B, T] token ids, got shape {tuple(idx.shape)}")
+        B, T = idx.shape
+        if self.config.block_size < T:
+            raise ValueError(
+                f"sequence length {T} is longer than block_size ({self.config.block_size}); "
+                f"crop the input to the last {self.config.block_size} tokens"
+            )
+        mask, token_mask, positions = None, None, slice(0, T)
+        if attention_mask is not None:
+            if attention_mask.shape != (B, T):
+                raise ValueError(
+                    f"attention_mask shape {tuple(attention_mask.shape)} must be (B, T) = {(B, T)}"
+                )
+            token_mask = attention_mask.to(device=idx.device, dtype=torch.bool)
+            positions = (token_mask.cumsum(1) - 1).clamp(min=0)  # (B, T) real tokens before
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            eye = torch.eye(T, dtype=torch.bool, device=idx.device)
+            # Real keys in the past, and always its own slot (a leading pad has no real key).
+            mask = (token_mask[:, None, None, :] & causal) | eye  # (B, 1, T, T)
+            loss_mask = token_mask if loss_mask is None else token_mask & loss_mask.bool()
+
+        x = self._embed(idx, positions)
+        rope = self._rope(positions)
+        aux = None
+        for block in self.transformer.h:
+            x, block_aux = block(x, mask, mask is None, rope, None, 0, token_mask)
+            if block_aux is not None:
+                aux = block_aux if aux is None else aux + block_aux
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+
+        if targets is None:
+            return logits, None
+        loss = lm_loss(logits, targets, loss_mask)
+        if aux is not None:
+            loss = loss + self.config.moe_aux_loss_coef * aux
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_weights(
+        self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Every layer's attention weights for ``idx [B, T]``: ``[n_layer, B, n_head, T, T]``,
+        row ``i`` of a head being how much token ``i`` looks at each earlier token."""
+        impls = [block.attn.impl for block in self.transformer.h]
+        self.set_attention_impl("reference")
+        try:
+            self(idx, attention_mask=attention_mask)
+            return torch.stack([block.attn.last_weights for block in self.transformer.h])
+        finally:
+            for block, impl in zip(self.transformer.h, impls):
+                block.attn.impl = impl
+                block.attn.last_weights = None
+
+    # -- incremental decoding -----------------------------------------------------------
+
+    def new_state(self, batch_size: int, max_length: int) -> KVCache:
+        """An empty KV cache for ``batch_size`` rows of up to ``max_length`` slots."""
+        w = self.transformer.wte.weight
+        c = self.config
+        return KVCache.allocate(
+            c.n_layer, batch_size, c.n_head, max_length, c.head_dim, w.dtype, w.device
+        )
+
+    @torch.inference_mode()
+    def forward_step(
+        self, idx: torch.Tensor, state: KVCache, pad_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Append ``idx [B, T_new]`` to ``state`` and return their logits ``[B, T_new, V]``.
+
+        Call it once with the prompt (prefill), then with one token at a time. The logits
+        equal ``forward``'s on the whole sequence. ``pad_mask [B, T_new]`` (False = left
+        padding) keeps padding out of attention and positions. Raises ValueError when the
+        cache or ``block_size`` would overflow.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be [B, T_new] token ids, got shape {tuple(idx.shape)}")
+        B, T = idx.shape
+        if state.batch_size != B:
+            raise ValueError(f"idx has {B} rows but the state was made for {state.batch_size}")
+        start, positions, mask, is_causal = state.advance(T, pad_mask, self.config.block_size)
+        x = self._embed(idx, positions)  # (B, T, C)
+        rope = self._rope(positions)
+        for block, k, v in zip(self.transformer.h, state.keys, state.values):
+            x, _ = block(x, mask, is_causal, rope, (k, v), start)
+        return self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
