@@ -13,9 +13,6 @@ from scratchllm.models import mlp as mlp_module
 
 V = 13
 
-    yield
-    torch.set_num_threads(threads)
-
 
 def model_of(seed=0, **overrides) -> MLPLM:
     fields = dict(n=4, vocab_size=V, n_embd=5, n_hidden=24)

@@ -17,9 +17,6 @@ V = 11
 CELLS = ["rnn", "gru", "lstm"]
 TORCH_CLASSES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
 
-    yield
-    torch.set_num_threads(threads)
-
 
 def model_of(cell="lstm", seed=0, **overrides) -> RNNLM:
     fields = dict(cell=cell, vocab_size=V, n_embd=8, n_hidden=12, n_layer=2, block_size=10)
