@@ -1,0 +1,773 @@
+"""``Trainer``: one training loop for every model family.
+
+>>> trainer = Trainer(model, data, TrainConfig(max_iters=500, out_dir="run"))  # doctest: +SKIP
+>>> result = trainer.train()                                                  # doctest: +SKIP
+>>> result.best_val_loss, result.checkpoint                                   # doctest: +SKIP
+(1.52, PosixPath('run/last'))
+
+One optimizer step, in order: set the learning rate (``lr_at``); draw the step's windows
+from the data generator; for each micro-batch run forward and backward (DDP averages the
+gradients across processes on the last one); clip the global gradient norm; AdamW step.
+Every ``log_interval`` steps one host sync reads the mean loss and whether any loss was
+NaN/inf; every ``eval_interval`` steps (and at the end) the model is evaluated and the
+run checkpointed to ``out_dir/last`` (and ``out_dir/best`` on a new best validation loss).
+
+**Data order.** Step k's windows are the next ``batch_size * gradient_accumulation_steps *
+world_size`` draws of ``np.random.default_rng(seed)`` (one ``get_batch`` call): micro-batch
+m of rank r takes rows ``[(m * world_size + r) * batch_size, ...+ batch_size)``. So
+accumulation and data parallelism see exactly the windows of one big batch, and the
+generator's state is the data position a checkpoint saves.
+
+**Counting models** (no trainable parameters, a ``fit`` method: the n-gram) are fitted
+on the whole training split in one pass, evaluated and saved: one "step".
+
+**Stopping.** Ctrl-C (SIGINT) finishes the current step, saves a checkpoint, writes the
+plot and returns with ``status="interrupted"``; a second Ctrl-C stops at once without
+saving. A NaN or inf loss raises ``TrainingDiverged`` without saving: the last checkpoint
+on disk is the last good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scratchllm.training import distributed as dist_utils
+from scratchllm.training.checkpoint import (
+    BEST,
+    LAST,
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from scratchllm.training.config import TrainConfig
+from scratchllm.training.device import autocast_dtype, resolve_device
+from scratchllm.training.losses import smoothing_correction
+from scratchllm.training.optimizer import configure_optimizer
+from scratchllm.training.plot import plot_metrics, read_metrics
+from scratchllm.training.schedule import lr_at
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+_EVAL_SEED_OFFSET = 1_000_003  # validation batches come from their own fixed generator
+
+Callback = Callable[["Trainer"], None]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or inf; nothing was saved after the last good checkpoint."""
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainResult:
+    """What ``Trainer.train`` reports."""
+
+    status: str  # "completed", "early_stopped" or "interrupted"
+    steps: int  # optimizer steps taken in total (including before a resume)
+    tokens_seen: int  # training tokens consumed in total
+    final_train_loss: float | None  # mean loss over the last logging interval
+    final_val_loss: float | None  # at the last evaluation
+    best_val_loss: float | None
+    best_step: int | None
+    tokens_per_s: float  # training throughput of this session (all processes together)
+    elapsed_s: float  # wall time of this session
+    out_dir: Path
+    checkpoint: Path | None  # out_dir/last, where resuming starts
+    best_checkpoint: Path | None  # out_dir/best
+    metrics_file: Path | None
+    plot_file: Path | None
+    last_eval: dict[str, Any] = field(default_factory=dict)  # val_loss, perplexity, valid...
+    notes: list[str] = field(default_factory=list)  # e.g. "autocast skipped on CPU"
+
+    @property
+    def final_perplexity(self) -> float | None:
+        v = self.final_val_loss
+        return None if v is None else (math.exp(v) if v < 700 else math.inf)
+
+
+class Trainer:
+    """Train ``model`` on ``data`` (a ``TokenDataset`` or its directory) under ``config``.
+
+    ``tokenizer`` defaults to the one saved with the dataset; it is written into every
+    checkpoint. ``language`` (a ``Language`` or a spec such as ``"dyck:depth=3"``)
+    adds the validity rate of sampled strings to each evaluation; by default it is
+    recognised from the dataset's source when that is a language spec.
+    ``callbacks`` are called as ``callback(trainer)`` after every optimizer step (read
+    ``trainer.step`` and ``trainer.last_loss``, a device tensor: ``.item()`` syncs).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        config: TrainConfig | None = None,
+        tokenizer: Any | None = None,
+        language: Any | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        from scratchllm.data import TokenDataset
+
+        self.config = cfg = config or TrainConfig()
+        self.model = model
+        self.data = data if isinstance(data, TokenDataset) else TokenDataset(data)
+        self.tokenizer = tokenizer if tokenizer is not None else self.data.tokenizer()
+        self.language = _resolve_language(language, self.data)
+        self.callbacks = list(callbacks)
+        self._log_fn = log
+        V = getattr(model, "vocab_size", None)
+        if V is not None and self.data.vocab_size != V:
+            raise ValueError(
+                f"the dataset {self.data.directory} has vocab_size {self.data.vocab_size} but "
+                f"the model {V}; build the model with vocab_size={self.data.vocab_size}"
+            )
+        if V is not None and self.tokenizer.vocab_size != V:
+            raise ValueError(
+                f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model's "
+                f"vocab_size is {V}; use the tokenizer the data was made with"
+            )
+        model_block = getattr(getattr(model, "config", None), "block_size", None)
+        self.block_size = cfg.block_size or model_block or 64
+        if model_block is not None and self.block_size > model_block:
+            raise ValueError(
+                f"block_size ({self.block_size}) is longer than the model's block_size "
+                f"({model_block}); train with block_size <= {model_block}"
+            )
+        self.counting = _is_counting(model)
+        self.out_dir = Path(cfg.out_dir)
+        self.step = 0
+        self.tokens_seen = 0
+        self.last_loss: torch.Tensor | None = None
+        self.best_val_loss: float | None = None
+        self.best_step: int | None = None
+        self.evals_since_best = 0
+        self.notes: list[str] = []
+        self._resume_from: Checkpoint | None = None
+        self._stop: str | None = None  # set by the SIGINT handler
+        self._in_step = False
+
+    # -- resuming ---------------------------------------------------------------------------
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: str | Path,
+        data: Any,
+        config: TrainConfig | None = None,
+        language: Any | None = None,
+        **kwargs: Any,
+    ) -> Trainer:
+        """A trainer that continues the run saved in ``run_dir`` (its ``last/`` checkpoint)
+        exactly where it stopped: weights, optimizer, schedule, data position and RNGs.
+
+        ``config`` defaults to the saved one (``saved_config``); pass a changed copy to
+        override fields, e.g. ``saved_config(d).replace(max_iters=4000)``. The run keeps
+        writing to ``config.out_dir``.
+        """
+        ckpt = load_checkpoint(run_dir, which=LAST)
+        if ckpt.state is None:
+            raise FileNotFoundError(
+                f"{ckpt.path}: no trainer_state.json, so there is nothing to resume "
+                "(the directory holds weights only)"
+            )
+        if config is None:
+            config = _config_from_state(ckpt)
+        trainer = cls(ckpt.model, data, config, ckpt.tokenizer, language, **kwargs)
+        trainer._resume_from = ckpt
+        return trainer
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def train(self) -> TrainResult:
+        """Run until ``max_iters`` (or early stopping, Ctrl-C, or divergence)."""
+        cfg = self.config
+        self.dist = dist_utils.detect()
+        local_rank = self.dist.local_rank if self.dist.enabled else None
+        self.device = resolve_device(cfg.device, local_rank)
+        started = dist_utils.init(self.dist, self.device)
+        self._t0 = time.perf_counter()
+        try:
+            self._setup()
+            with self._sigint_deferred():
+                status = self._fit_counts() if self.counting else self._loop()
+        finally:
+            dist_utils.shutdown(started)
+        return self._finish(status)
+
+    def _setup(self) -> None:
+        cfg, rank = self.config, self.dist.rank
+        self.model.to(self.device)
+        self.metrics_path = self.out_dir / METRICS_FILE
+        resuming = self._resume_from is not None
+        if not resuming:
+            seed_everything(cfg.seed, rank)
+        self.data_rng = np.random.default_rng(cfg.seed)
+        self.amp_dtype, note = autocast_dtype(cfg.dtype, self.device)
+        if note:
+            self._note(note)
+        self.optimizer = None
+        self.fwd_model = self.train_model = self.model
+        if not self.counting:
+            self.optimizer = configure_optimizer(self.model, cfg, self.device.type)
+            if cfg.compile:
+                self.fwd_model = self.train_model = torch.compile(self.model)
+            if self.dist.enabled:
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self.train_model = DDP(self.fwd_model, device_ids=ids)
+        if resuming:
+            self._restore(self._resume_from)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resuming:
+                _truncate_metrics(self.metrics_path, self.step)
+            else:
+                if (self.out_dir / LAST).exists():
+                    self._note(f"{self.out_dir} holds an earlier run; starting a new one over it")
+                self.metrics_path.write_text("", encoding="utf-8")
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        state = ckpt.state
+        self.step = int(state["step"])
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.best_val_loss = state.get("best_val_loss")
+        self.best_step = state.get("best_step")
+        self.evals_since_best = int(state.get("evals_since_best", 0))
+        self.data_rng.bit_generator.state = state["data_rng"]
+        if self.optimizer is not None:
+            ckpt.restore_optimizer(self.optimizer)
+        # Other ranks' dropout streams were not saved; rank 0's is restored exactly.
+        ckpt.restore_rng(torch_state=self.dist.is_main)
+        if not self.dist.is_main:
+            torch.manual_seed(self.config.seed + self.dist.rank + 7919 * self.step)
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            self._note(
+                f"resuming a {saved_world}-process run with {self.dist.world_size}: "
+                "the batches per step change"
+            )
+        self._note(f"resumed from {ckpt.path} at step {self.step}")
+
+    def _loop(self) -> str:
+        cfg, info = self.config, self.dist
+        B, T = cfg.batch_size, self.block_size
+        A, W = cfg.gradient_accumulation_steps, info.world_size
+        self._tokens_per_step = B * T * A * W
+        dev = self.device
+        pin = dev.type == "cuda"
+        acc = self._acc = _Accumulator(dev)
+        self._session_tokens, self._last_train_loss = 0, None
+        self._last_eval: dict[str, Any] = {}
+        autocast = (
+            torch.autocast(dev.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        self._bar = self._progress_bar()
+        self.model.train()
+        status = "completed"
+        try:
+            while self.step < cfg.max_iters:
+                self._in_step = True
+                self._lr = lr = lr_at(self.step, cfg)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                x_all, y_all, m_all = self.data.get_batch("train", B * A * W, T, self.data_rng)
+                step_loss = torch.zeros((), device=dev)
+                for micro in range(A):
+                    lo = (micro * W + info.rank) * B
+                    x, y = _to(x_all[lo : lo + B], dev, pin), _to(y_all[lo : lo + B], dev, pin)
+                    m = None if m_all is None else _to(m_all[lo : lo + B], dev, pin)
+                    last_micro = micro == A - 1
+                    no_sync = (
+                        self.train_model.no_sync()
+                        if info.enabled and not last_micro
+                        else contextlib.nullcontext()
+                    )
+                    with no_sync:
+                        with autocast:
+                            logits, loss = self.train_model(x, y, m)
+                            if cfg.label_smoothing:
+                                loss = loss + smoothing_correction(
+                                    logits, y, m, cfg.label_smoothing
+                                )
+                        (loss / A).backward()
+                    step_loss += loss.detach()
+                norm = _apply_update(self.model, self.optimizer, cfg.grad_clip)
+                if norm is not None:
+                    acc.grad_norm = norm
+                step_loss /= A
+                acc.add(step_loss)  # on the device: no host sync until the next log step
+                self.last_loss = step_loss
+                self.step += 1
+                self.tokens_seen += self._tokens_per_step
+                self._session_tokens += self._tokens_per_step
+                self._in_step = False
+                for callback in self.callbacks:
+                    callback(self)
+                if self._bar is not None:
+                    self._bar.update(1)
+
+                eval_now = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
+                stop_now = self._stop is not None and not info.enabled
+                if not (eval_now or stop_now or self.step % cfg.log_interval == 0):
+                    continue
+                row, stopping = self._log_row()
+                if eval_now:
+                    row.update(self.evaluate())
+                    acc.t_log = time.perf_counter()  # evaluation time is not training time
+                    self._save_checkpoints(row["val_loss"])
+                    if (
+                        cfg.early_stopping is not None
+                        and self.evals_since_best >= cfg.early_stopping
+                        and self.step < cfg.max_iters
+                    ):
+                        status = "early_stopped"
+                        self._note(
+                            f"early stopping at step {self.step}: no new best validation loss "
+                            f"in {cfg.early_stopping} evaluations (best {self.best_val_loss:.4f} "
+                            f"at step {self.best_step})"
+                        )
+                self._write_metrics(row)
+                if stopping:
+                    if not eval_now:
+                        self._save_checkpoints(None)
+                    status = "interrupted"
+                if status != "completed":
+                    break
+        except KeyboardInterrupt:
+            if self._in_step:  # torn between micro-batches or mid-update: do not save it
+                self._note(f"interrupted during step {self.step + 1}; not saved")
+            else:  # raised at a step boundary (a callback): the state is whole, save it
+                if acc.steps:
+                    self._write_metrics(self._log_row(reduce=False)[0])
+                self._save_checkpoints(None)
+            status = "interrupted"
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+        if status == "interrupted":
+            self._note(f"interrupted at step {self.step}; resume to continue")
+        return status
+
+    def _log_row(self, reduce: bool = True) -> tuple[dict[str, Any], bool]:
+        """The one host sync of a log step: read (and, across processes, average) the loss
+        accumulated since the last log; stop with ``TrainingDiverged`` on NaN/inf.
+        Returns the metrics row and whether any process asked to stop (Ctrl-C)."""
+        acc, W = self._acc, self.dist.world_size
+        packed = torch.stack(
+            [
+                acc.loss_sum,
+                acc.n_bad,
+                acc.grad_norm.float(),
+                torch.tensor(float(self._stop is not None), device=self.device),
+            ]
+        )
+        if reduce:
+            packed = dist_utils.all_reduce_sum(packed, self.dist)
+        else:
+            W = 1
+        total, bad, gnorm, stops = packed.tolist()
+        now = time.perf_counter()
+        train_loss = total / (acc.steps * W)
+        tps = acc.steps * self._tokens_per_step / max(now - acc.t_log, 1e-9)
+        row = {
+            "step": self.step,
+            "loss": train_loss if not bad else None,
+            "lr": self._lr,
+            "tokens_per_s": tps,
+            "tokens": self.tokens_seen,
+            "elapsed_s": round(now - self._t0, 3),
+        }
+        if self.config.grad_clip:
+            row["grad_norm"] = gnorm / W
+        if bad:
+            row["diverged"] = True
+            self._write_metrics(row)
+            self._diverged(int(bad), acc.steps)
+        self._last_train_loss = train_loss
+        acc.reset(now)
+        if self._bar is not None:
+            self._bar.set_postfix(
+                loss=f"{train_loss:.4f}", lr=f"{self._lr:.2e}", tok_s=f"{tps:,.0f}"
+            )
+        return row, stops > 0
+
+    def _fit_counts(self) -> str:
+        """The counting model's "training": one pass over the training split."""
+        self._session_tokens, self._last_train_loss, self._last_eval = 0, None, {}
+        if self.step == 0:
+            t = time.perf_counter()
+            tokens = self.data.split_tokens("train")
+            self.model.fit(tokens)
+            self.step, self.tokens_seen = 1, len(tokens)
+            self._session_tokens = len(tokens)
+            fit_s = time.perf_counter() - t
+            row = {
+                "step": 1,
+                "loss": self._mean_loss("train"),
+                "lr": 0.0,
+                "tokens_per_s": len(tokens) / max(fit_s, 1e-9),
+                "tokens": len(tokens),
+                "elapsed_s": round(time.perf_counter() - self._t0, 3),
+            }
+            self._last_train_loss = row["loss"]
+            row.update(self.evaluate())
+            self._save_checkpoints(row["val_loss"])
+            self._write_metrics(row)
+        else:
+            self._note(f"{type(self.model).__name__} was already fitted at step {self.step}")
+        return "completed"
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Validation loss and perplexity on ``eval_iters`` fixed batches (the same ones every
+        time; each process scores its rows), and for a language the validity of samples."""
+        val_loss = self._mean_loss("val")
+        out: dict[str, Any] = {
+            "val_loss": val_loss,
+            "val_perplexity": math.exp(val_loss) if val_loss < 700 else math.inf,
+        }
+        if self.language is not None and self.config.validity_samples and self.dist.is_main:
+            from scratchllm.evaluation import evaluate_language
+
+            report = evaluate_language(
+                self.model,
+                self.tokenizer,
+                self.language,
+                n_samples=self.config.validity_samples,
+                seed=self.config.seed,
+            )
+            out["valid"], out["unique"] = report.valid, report.unique
+        self.model.train()
+        self._last_eval = out
+        return out
+
+    def _mean_loss(self, split: str) -> float:
+        """Mean loss over ``eval_iters`` batches from a fixed generator (the same every call)."""
+        cfg, info = self.config, self.dist
+        W = info.world_size
+        rng = np.random.default_rng(cfg.seed + _EVAL_SEED_OFFSET)
+        self.model.eval()
+        total = torch.zeros(2, device=self.device)  # (sum of batch losses, batches)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with torch.no_grad(), autocast:
+            for _ in range(cfg.eval_iters):
+                # The same windows as one process with the combined batch; each takes its rows.
+                B = cfg.batch_size
+                x, y, m = self.data.get_batch(split, B * W, self.block_size, rng)
+                rows = slice(info.rank * B, (info.rank + 1) * B)
+                m = None if m is None else m[rows].to(self.device)
+                _, loss = self.fwd_model(x[rows].to(self.device), y[rows].to(self.device), m)
+                total += torch.stack([loss.float(), torch.ones((), device=self.device)])
+        total = dist_utils.all_reduce_sum(total, info)
+        self.model.train()
+        s, n = total.tolist()
+        return s / n
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "lr": lr_at(min(self.step, max(self.config.max_iters - 1, 0)), self.config),
+            "best_val_loss": self.best_val_loss,
+            "best_step": self.best_step,
+            "evals_since_best": self.evals_since_best,
+            "data_rng": self.data_rng.bit_generator.state,
+            "world_size": self.dist.world_size,
+            "block_size": self.block_size,
+            "train_config": self.config.to_dict(),
+        }
+
+    def _save_checkpoints(self, val_loss: float | None) -> None:
+        """Update best (on a new best val_loss) and last; rank 0 writes."""
+        if val_loss is not None:
+            if self.best_val_loss is None or val_loss < self.best_val_loss:
+                self.best_val_loss, self.best_step = val_loss, self.step
+                self.evals_since_best = 0
+                if self.dist.is_main:
+                    # Weights only: best/ is for sampling; last/ records best_step.
+                    save_checkpoint(self.out_dir / BEST, self.model, self.tokenizer)
+            else:
+                self.evals_since_best += 1
+        if self.dist.is_main:
+            save_checkpoint(
+                self.out_dir / LAST, self.model, self.tokenizer, self.optimizer, self._state()
+            )
+        dist_utils.barrier(self.dist)
+
+    def _write_metrics(self, row: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with self.metrics_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(_finite_or_none(row)) + "\n")
+
+    def _write_plot(self) -> Path | None:
+        if not self.dist.is_main or not self.metrics_path.is_file():
+            return None
+        rows = read_metrics(self.metrics_path)
+        if not rows:
+            return None
+        title = f"{type(self.model).__name__} · {self.step} steps"
+        return plot_metrics(rows, self.out_dir / PLOT_FILE, title=title)
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    def _diverged(self, n_bad: int, steps: int) -> None:
+        cfg = self.config
+        last = self.out_dir / LAST
+        saved, where = None, "no checkpoint was saved before it"
+        if (last / "trainer_state.json").is_file():
+            saved, where = last, f"the last good checkpoint is {last}"
+            with contextlib.suppress(ValueError, OSError, KeyError):
+                saved_step = json.loads((last / "trainer_state.json").read_text())["step"]
+                where = f"the last good checkpoint is {last} (step {saved_step})"
+        first = self.step - steps + 1
+        self._write_plot()
+        raise TrainingDiverged(
+            f"the training loss became NaN or inf ({n_bad} of steps {first}..{self.step}); "
+            f"stopped without saving: {where}. Lower the learning rate (lr={cfg.lr:g}) or "
+            f"clip gradients (grad_clip={cfg.grad_clip})",
+            step=self.step,
+            checkpoint=saved,
+        )
+
+    def _finish(self, status: str) -> TrainResult:
+        plot = self._write_plot()
+        elapsed = time.perf_counter() - self._t0
+        last, best = self.out_dir / LAST, self.out_dir / BEST
+        ev = getattr(self, "_last_eval", {}) or {}
+        return TrainResult(
+            status=status,
+            steps=self.step,
+            tokens_seen=self.tokens_seen,
+            final_train_loss=getattr(self, "_last_train_loss", None),
+            final_val_loss=ev.get("val_loss"),
+            best_val_loss=self.best_val_loss,
+            best_step=self.best_step,
+            tokens_per_s=getattr(self, "_session_tokens", 0) / max(elapsed, 1e-9),
+            elapsed_s=elapsed,
+            out_dir=self.out_dir,
+            checkpoint=last if last.is_dir() else None,
+            best_checkpoint=best if best.is_dir() else None,
+            metrics_file=self.metrics_path if self.metrics_path.is_file() else None,
+            plot_file=plot,
+            last_eval=dict(ev),
+            notes=list(self.notes),
+        )
+
+    # -- small things ---------------------------------------------------------------------------
+
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        if not self.dist.is_main:
+            return
+        if self._log_fn is not None:
+            self._log_fn(message)
+        else:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+
+    def _progress_bar(self):  # noqa: ANN202
+        if not (self.config.progress and self.dist.is_main):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.config.max_iters,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    @contextlib.contextmanager
+    def _sigint_deferred(self):  # noqa: ANN202
+        """While training, the first Ctrl-C asks the loop to stop at the end of the step (and
+        save); a second one interrupts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):  # noqa: ANN001
+            if self._stop is not None:
+                raise KeyboardInterrupt
+            self._stop = "interrupt"
+            self._note("Ctrl-C: stopping after this step and saving (Ctrl-C again to abort)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _apply_update(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None
+) -> torch.Tensor | None:
+    """Clip the global gradient norm (if ``grad_clip``), step, clear the gradients.
+    Returns the norm before clipping (a device tensor, no sync) or None."""
+    norm = None
+    if grad_clip:
+        params = [p for p in model.parameters() if p.grad is not None]
+        foreach = bool(params) and params[0].device.type != "mps"
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=foreach)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm
+
+
+def train_step_fn(
+    model: torch.nn.Module, config: TrainConfig, device: str | torch.device | None = None
+) -> Callable[..., torch.Tensor]:
+    """The Trainer's update as a plain function, for benchmarks and custom loops.
+
+    Returns ``step(x, y, mask=None) -> loss`` (a device tensor; no host sync) doing what one
+    ``Trainer`` step does with one micro-batch on one process: the scheduled learning rate,
+    forward (with autocast and label smoothing as configured), backward, clipping, the AdamW
+    update of ``configure_optimizer``. The optimizer is ``step.optimizer``.
+
+    >>> step = train_step_fn(model, TrainConfig(lr=1e-3))      # doctest: +SKIP
+    >>> loss = step(x, y)                                      # doctest: +SKIP
+    """
+    dev = resolve_device(config.device) if device is None else torch.device(device)
+    model.to(dev).train()
+    optimizer = configure_optimizer(model, config, dev.type)
+    amp, _ = autocast_dtype(config.dtype, dev)
+    fwd = torch.compile(model) if config.compile else model
+    counter = [0]
+
+    def step(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+        lr = lr_at(counter[0], config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
+        with ctx:
+            logits, loss = fwd(x, y, mask)
+            if config.label_smoothing:
+                loss = loss + smoothing_correction(logits, y, mask, config.label_smoothing)
+        loss.backward()
+        _apply_update(model, optimizer, config.grad_clip)
+        counter[0] += 1
+        return loss.detach()
+
+    step.optimizer = optimizer  # type: ignore[attr-defined]
+    return step
+
+
+class _Accumulator:
+    """What the loop sums on the device between two log steps (read with one sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)  # summed step losses
+        self.n_bad = torch.zeros((), device=device)  # steps whose loss was NaN or inf
+        self.grad_norm = torch.zeros((), device=device)  # of the last step, before clipping
+        self.steps = 0
+        self.t_log = time.perf_counter()
+
+    def add(self, step_loss: torch.Tensor) -> None:
+        self.loss_sum += step_loss
+        self.n_bad += (~torch.isfinite(step_loss)).float()
+        self.steps += 1
+
+    def reset(self, now: float) -> None:
+        self.loss_sum.zero_()
+        self.n_bad.zero_()
+        self.steps, self.t_log = 0, now
+
+
+def saved_config(run_dir: str | Path) -> TrainConfig:
+    """The ``TrainConfig`` a run directory (or checkpoint) was trained with."""
+    return _config_from_state(load_checkpoint(run_dir, which=LAST, require_tokenizer=False))
+
+
+def _config_from_state(ckpt: Checkpoint) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(ckpt.state["train_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        file = ckpt.path / "trainer_state.json"
+        raise ValueError(f"{file}: bad saved TrainConfig ({e})") from None
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed python, numpy and torch; each process gets its own dropout stream."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed + rank)
+
+
+def _is_counting(model: torch.nn.Module) -> bool:
+    trainable = any(p.requires_grad for p in model.parameters())
+    return not trainable and callable(getattr(model, "fit", None))
+
+
+def _resolve_language(language: Any, data: Any) -> Any:
+    from scratchllm.data.languages import FAMILIES, get
+
+    if language is None:
+        source = str(getattr(data.meta, "source", ""))
+        if source.split(":", 1)[0] in FAMILIES:
+            with contextlib.suppress(ValueError, TypeError):
+                return get(source)
+        return None
+    if isinstance(language, str):
+        return get(language)
+    return language
+
+
+def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
+    if device.type == "cpu":
+        return t
+    if pin:
+        t = t.pin_memory()
+    return t.to(device, non_blocking=pin)
+
+
+def _finite_or_none(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN/inf: write them as null."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()
+    }
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after the checkpoint being resumed (they will be redone)."""
+    if not path.is_file():
+        return
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
