@@ -1,0 +1,37 @@
+"""Generation: one decode loop for every model family.
+
+``generate`` (greedy, sampling, beams; batches of unequal prompts; eos and stop strings),
+``stream_generate`` (tokens or text as they come), ``beam_search`` (every beam with its
+score), and the logits processors they are built from. Importing this package loads
+no model and reads no files.
+"""
+
+from scratchllm.generation.beam import BeamSearchOutput, beam_search
+from scratchllm.generation.config import GenerationConfig
+from scratchllm.generation.generate import PromptTruncatedWarning, generate, stream_generate
+from scratchllm.generation.processors import (
+    ProcessorChain,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+    build_processors,
+)
+from scratchllm.generation.text import IncrementalDecoder, TextTracker
+
+__all__ = [
+    "BeamSearchOutput",
+    "GenerationConfig",
+    "IncrementalDecoder",
+    "ProcessorChain",
+    "PromptTruncatedWarning",
+    "RepetitionPenalty",
+    "Temperature",
+    "TextTracker",
+    "TopK",
+    "TopP",
+    "beam_search",
+    "build_processors",
+    "generate",
+    "stream_generate",
+]
