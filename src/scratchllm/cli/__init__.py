@@ -16,7 +16,17 @@ import sys
 from scratchllm import __version__
 
 # Module names under scratchllm.cli, in the order --help lists them.
-VERBS: tuple[str, ...] = ()  # each helper adds its verb module here
+VERBS: tuple[str, ...] = (
+    "demo",
+    "train",
+    "sample",
+    "eval",
+    "data",
+    "tokenizer",
+    "convert",
+    "inspect",
+    "experiment",
+)
 
 
 class UserError(Exception):

@@ -1,0 +1,178 @@
+"""Training throughput: scratchllm's GPT + training step vs Hugging Face GPT-2 + AdamW.
+
+Both train the same architecture on the same random batches in one process, fp32 on
+CPU, dropout 0, AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1:
+
+* **peer**: ``transformers.GPT2LMHeadModel`` (SDPA attention) + ``torch.optim.AdamW``
+  (the default, non-fused path); one iteration = forward + backward + step + zero_grad.
+* **ours**: ``scratchllm.models.GPT`` + the update ``scratchllm.training.Trainer`` takes
+  (its ``configure_optimizer``: fused AdamW, decay on matrices only; its ``lr_at``
+  schedule; gradient clipping at 1.0): the step ``scratchllm train`` runs. Ours does
+  strictly more work (the clip).
+
+Configurations (shared/BASELINES.md section 2):
+
+* small: 4 layers x 4 heads x 128 wide, block 64, batch 12, vocab 65
+* baby:  6 layers x 6 heads x 384 wide, block 256, batch 8, vocab 65 (skip with --quick)
+
+MFU (model FLOPs utilisation) = 6 * N * tokens/s / peak, N = every unique parameter (the
+tied token table once, the position table included); the peak is measured here, as the
+best of a few 2048 x 2048 fp32 matmuls. Rounds of each implementation alternate so that
+load from other processes hits both alike; the table shows medians over rounds.
+
+    python benchmarks/bench_train_throughput.py            # small and baby
+    python benchmarks/bench_train_throughput.py --quick    # small only
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+CONFIGS = {
+    # name: (n_layer, n_head, n_embd, block T, batch B, warm-up iterations, timed iterations)
+    "small": (4, 4, 128, 64, 12, 10, 30),
+    "baby": (6, 6, 384, 256, 8, 2, 6),
+}
+VOCAB = 65
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul (2 n^3 FLOPs) on this machine, now."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up: thread pool, caches
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def unique_params(model: torch.nn.Module) -> int:
+    """Every parameter tensor counted once (a tied wte / lm_head is one tensor)."""
+    return sum({id(p): p.numel() for p in model.parameters()}.values())
+
+
+def make_batches(T: int, B: int, count: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, VOCAB, (B, T + 1), generator=g) for _ in range(count)]
+
+
+def hf_step_fn(L: int, H: int, C: int, T: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=VOCAB, n_positions=T, n_layer=L, n_head=H, n_embd=C,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )  # fmt: skip
+    try:
+        model = GPT2LMHeadModel(config, attn_implementation="sdpa")
+    except TypeError:  # older transformers take it on the config only
+        config._attn_implementation = "sdpa"
+        model = GPT2LMHeadModel(config)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+
+    def step(chunk: torch.Tensor) -> None:
+        x, y = chunk[:, :-1], chunk[:, 1:]
+        logits = model(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return model, step
+
+
+def ours_step_fn(L: int, H: int, C: int, T: int, B: int):
+    """Our GPT and one optimizer step exactly as ``Trainer`` takes it: the schedule's lr
+    written into the groups, forward with targets, backward, foreach clip of the global
+    norm, fused AdamW (decay on matrices only), zero_grad, the loss summed on the device
+    (no host sync)."""
+    from scratchllm.models import GPT, GPTConfig
+    from scratchllm.training import TrainConfig, configure_optimizer, lr_at
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, vocab_size=VOCAB))
+    model.train()
+    cfg = TrainConfig(
+        batch_size=B, block_size=T, lr=1e-3, weight_decay=0.1, beta1=0.9, beta2=0.99,
+        grad_clip=1.0, warmup_iters=0, schedule="constant", device="cpu", progress=False,
+    )  # fmt: skip
+    opt = configure_optimizer(model, cfg, "cpu")
+    loss_sum = torch.zeros(())
+    step_no = [0]
+
+    def step(chunk: torch.Tensor) -> None:
+        lr = lr_at(step_no[0], cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        _, loss = model(chunk[:, :-1], chunk[:, 1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss_sum.add_(loss.detach())
+        step_no[0] += 1
+
+    return model, step
+
+
+def time_rounds(steps: dict, batches: list[torch.Tensor], warmup: int, rounds: int) -> dict:
+    """Median seconds per iteration of each step function, rounds alternating between them."""
+    for step in steps.values():
+        for chunk in batches[:warmup]:
+            step(chunk)
+    timed = batches[warmup:]
+    per_round: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            for chunk in timed:
+                step(chunk)
+            per_round[name].append((time.perf_counter() - t0) / len(timed))
+    return {name: statistics.median(ts) for name, ts in per_round.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small config only")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
+    args = parser.parse_args()
+
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"fp32 matmul peak (2048^2, best of 5): {peak:.1f} GFLOP/s\n")
+    names = ["small"] if args.quick else ["small", "baby"]
+    header = (
+        f"{'config':<6} {'impl':<10} {'params':>11} {'ms/iter':>9} {'tok/s':>8} "
+        f"{'MFU':>6} {'vs HF':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        L, H, C, T, B, warmup, iters = CONFIGS[name]
+        hf, hf_step = hf_step_fn(L, H, C, T)
+        ours, our_step = ours_step_fn(L, H, C, T, B)
+        n_hf, n_ours = unique_params(hf), unique_params(ours)
+        assert n_hf == n_ours, f"parameter counts differ: HF {n_hf}, ours {n_ours}"
+        batches = make_batches(T, B, warmup + iters)
+        secs = time_rounds({"HF": hf_step, "scratchllm": our_step}, batches, warmup, args.rounds)
+        tok = {k: B * T / s for k, s in secs.items()}
+        for impl in ("HF", "scratchllm"):
+            mfu = 6 * n_ours * tok[impl] / (peak * 1e9)
+            print(
+                f"{name:<6} {impl:<10} {n_ours:>11,} {secs[impl] * 1e3:>9.1f} "
+                f"{tok[impl]:>8,.0f} {mfu:>6.1%} {tok[impl] / tok['HF']:>5.2f}x"
+            )
+        del hf, ours
+    print("\nGoals: small >= 1.25x HF and MFU >= 60%; baby MFU >= 80%.")
+
+
+if __name__ == "__main__":
+    main()
