@@ -149,3 +149,16 @@ def test_module_entry_point_runs_the_verb():
         timeout=60,
     )
     assert res.returncode == 0 and "attention" in res.stdout
+
+
+def test_a_trained_run_records_its_language_for_inspect(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--data", SPEC, "--model", "ngram", "--n", "3", "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    state = json.loads((run / "last" / "trainer_state.json").read_text())
+    assert state["language"] == get(SPEC).spec
+    capsys.readouterr()
+    assert main(["inspect", str(run / "best"), "--out", str(tmp_path / "look")]) == 0
+    out = capsys.readouterr().out
+    assert f"language: {get(SPEC).spec}" in out
+    assert (tmp_path / "look" / "ngram_table.png").is_file()

@@ -232,7 +232,7 @@ def find_language(checkpoint: str | Path) -> tuple[Any, str] | None:
     """The language a checkpoint was trained on, and where that was read, if it is recorded.
 
     Looked for, in order: a ``"language"`` spec in the checkpoint's ``trainer_state.json``
-    or ``config.json``; in the study's ``run.json`` beside it or one level up (the study
+    or ``config.json`` (or in ``last/trainer_state.json`` beside a ``best/`` checkpoint); in the study's ``run.json`` beside it or one level up (the study
     keeps each run as ``DIR/<language>/<model>/`` with its checkpoint in ``last/``); then the
     name of the checkpoint directory or one of its two parents, when that name is a full
     spec (percent-encoded as the study writes it). Only names with a ``:`` count, so a
@@ -245,6 +245,7 @@ def find_language(checkpoint: str | Path) -> tuple[Any, str] | None:
 
     path = Path(checkpoint)
     files = [path / "trainer_state.json", path / "config.json"]
+    files += [path.parent / "last" / "trainer_state.json"]  # best/ sits beside last/
     files += [path / "run.json", path.parent / "run.json"]
     for file in files:
         spec = _recorded_language(file)

@@ -505,6 +505,8 @@ class Trainer:
             "world_size": self.dist.world_size,
             "block_size": self.block_size,
             "train_config": self.config.to_dict(),
+            # Recorded so that eval / inspect know the rule the model was trained on.
+            "language": None if self.language is None else self.language.spec,
         }
 
     def _save_checkpoints(self, val_loss: float | None) -> None:
