@@ -32,6 +32,9 @@ def test_each_verb_has_help(verb, capsys):
 
 def test_module_entry_point():
     out = subprocess.run(
-        [sys.executable, "-m", "scratchllm", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "scratchllm", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == f"scratchllm {__version__}"

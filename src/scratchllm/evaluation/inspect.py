@@ -232,7 +232,8 @@ def find_language(checkpoint: str | Path) -> tuple[Any, str] | None:
     """The language a checkpoint was trained on, and where that was read, if it is recorded.
 
     Looked for, in order: a ``"language"`` spec in the checkpoint's ``trainer_state.json``
-    or ``config.json`` (or in ``last/trainer_state.json`` beside a ``best/`` checkpoint); in the study's ``run.json`` beside it or one level up (the study
+    or ``config.json`` (or in ``last/trainer_state.json`` beside a ``best/``
+    checkpoint); in the study's ``run.json`` beside it or one level up (the study
     keeps each run as ``DIR/<language>/<model>/`` with its checkpoint in ``last/``); then the
     name of the checkpoint directory or one of its two parents, when that name is a full
     spec (percent-encoded as the study writes it). Only names with a ``:`` count, so a
