@@ -26,6 +26,7 @@ VERBS: tuple[str, ...] = (
     "convert",
     "inspect",
     "experiment",
+    "study",
 )
 
 
