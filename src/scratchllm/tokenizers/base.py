@@ -119,3 +119,23 @@ def write_json(path: Path, data: dict) -> None:
     except UnicodeEncodeError:
         raw = json.dumps(data, indent=1).encode("ascii")
     path.write_bytes(raw + b"\n")
+
+
+def save_json_tokenizer(directory: str | Path, data: dict) -> Path:
+    """Write ``data`` as ``directory/tokenizer.json`` (creating the directory); its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / TOKENIZER_FILE
+    write_json(path, data)
+    return path
+
+
+def check_header(data: dict, kind: str, version: int, source: str) -> None:
+    """Refuse a tokenizer.json of another kind or format version, naming ``source``."""
+    if data.get("kind") != kind:
+        raise ValueError(f"{source} holds a {data.get('kind')!r} tokenizer, not {kind!r}")
+    if data.get("version") != version:
+        raise ValueError(
+            f"{source} has {kind} tokenizer format version {data.get('version')!r}; "
+            f"this scratchllm reads version {version}"
+        )

@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .base import (
-    TOKENIZER_FILE,
     Tokenizer,
+    check_header,
     check_training_text,
     is_token_id,
     read_tokenizer_json,
-    write_json,
+    save_json_tokenizer,
 )
 
 UNK_TOKEN = "<unk>"
@@ -186,13 +186,7 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def from_dict(cls, data: dict, source: str = "tokenizer data") -> CharTokenizer:
         """Rebuild from ``to_dict`` output; ``source`` names the file in error messages."""
-        if data.get("kind") != cls.kind:
-            raise ValueError(f"{source} holds a {data.get('kind')!r} tokenizer, not 'char'")
-        if data.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{source} has char tokenizer format version {data.get('version')!r}; "
-                f"this scratchllm reads version {FORMAT_VERSION}"
-            )
+        check_header(data, cls.kind, FORMAT_VERSION, source)
         vocab, unk = data.get("vocab"), data.get("unk", False)
         if not isinstance(vocab, list) or not isinstance(unk, bool):
             raise ValueError(
@@ -204,11 +198,7 @@ class CharTokenizer(Tokenizer):
             raise ValueError(f"{source} is corrupt: {e}") from None
 
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / TOKENIZER_FILE
-        write_json(path, self.to_dict())
-        return path
+        return save_json_tokenizer(directory, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:

@@ -33,12 +33,12 @@ from pathlib import Path
 import regex
 
 from .base import (
-    TOKENIZER_FILE,
     Tokenizer,
+    check_header,
     check_training_text,
     is_token_id,
     read_tokenizer_json,
-    write_json,
+    save_json_tokenizer,
 )
 from .lookup import make_lookup
 
@@ -219,13 +219,7 @@ class WordTokenizer(Tokenizer):
         cls, data: dict, source: str = "tokenizer data", lookup: str = "hash"
     ) -> WordTokenizer:
         """Rebuild from ``to_dict`` output; ``source`` names the file in error messages."""
-        if data.get("kind") != cls.kind:
-            raise ValueError(f"{source} holds a {data.get('kind')!r} tokenizer, not 'word'")
-        if data.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{source} has word tokenizer format version {data.get('version')!r}; "
-                f"this scratchllm reads version {FORMAT_VERSION}"
-            )
+        check_header(data, cls.kind, FORMAT_VERSION, source)
         vocab = data.get("vocab")
         flags = data.get("lowercase", False), data.get("nfkc", False)
         if not isinstance(vocab, list) or not all(isinstance(f, bool) for f in flags):
@@ -244,11 +238,7 @@ class WordTokenizer(Tokenizer):
             raise ValueError(f"{source} is corrupt: {e}") from None
 
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / TOKENIZER_FILE
-        write_json(path, self.to_dict())
-        return path
+        return save_json_tokenizer(directory, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path, lookup: str = "hash") -> WordTokenizer:
