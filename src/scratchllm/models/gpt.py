@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from scratchllm.models.base import LanguageModel, lm_loss, register
+from scratchllm.models.gpt_decode import build_plan, decode_token
 from scratchllm.models.layers.attention import ATTENTION_IMPLS, CausalSelfAttention
 from scratchllm.models.layers.ffn import ACTIVATIONS, FFNS, MLP, MoE
 from scratchllm.models.layers.kv_cache import KVCache
@@ -298,6 +299,15 @@ class GPT(LanguageModel):
             c.n_layer, batch_size, c.n_head, max_length, c.head_dim, w.dtype, w.device
         )
 
+    def _fast_decode(self) -> bool:
+        """Whether ``gpt_decode.decode_token`` covers this model: a dense MLP, the fused
+        attention (the reference one records weights), and no training-mode dropout."""
+        return (
+            self.config.ffn == "mlp"
+            and not self.training
+            and all(block.attn.impl == "sdpa" for block in self.transformer.h)
+        )
+
     @torch.inference_mode()
     def forward_step(
         self, idx: torch.Tensor, state: KVCache, pad_mask: torch.Tensor | None = None
@@ -315,6 +325,12 @@ class GPT(LanguageModel):
         if state.batch_size != B:
             raise ValueError(f"idx has {B} rows but the state was made for {state.batch_size}")
         start, positions, mask, is_causal = state.advance(T, pad_mask, self.config.block_size)
+        if T == 1 and mask is None and state.buffer is not None:
+            # One token, no padding: the same maths as below in a dozen kernels per layer.
+            if state.plan is None:  # decided once per state: gather the weights or decline
+                state.plan = build_plan(self, B) if self._fast_decode() else False
+            if state.plan:
+                return decode_token(state.plan, idx, state.buffer, start)
         x = self._embed(idx, positions)  # (B, T, C)
         rope = self._rope(positions)
         for block, k, v in zip(self.transformer.h, state.keys, state.values):

@@ -16,6 +16,7 @@ every step takes the unmasked fast path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -29,6 +30,7 @@ class KVCache:
     positions: torch.Tensor | None = None  # (B,) the next position of each row; None = length
     max_position: int = 0  # the largest next position over the rows (host-side, no sync)
     buffer: torch.Tensor | None = None  # (n_layer, 2, B, H, max_length, D): keys/values views
+    plan: Any = None  # what the model's fast one-token path keeps between steps (its weights)
 
     @classmethod
     def allocate(
