@@ -113,10 +113,7 @@ def _linear(x: torch.Tensor, m: tuple) -> torch.Tensor:
     if split is None:
         return F.linear(x, weight, bias)
     x2 = x.expand(2, 1, x.shape[-1])  # (2, 1, in): the one row, once per half
-    if split_bias is None:
-        y = torch.bmm(x2, split)
-    else:
-        y = torch.baddbmm(split_bias, x2, split)
+    y = torch.bmm(x2, split) if split_bias is None else torch.baddbmm(split_bias, x2, split)
     return y.view(1, -1)  # (2, 1, out/2) -> (1, out): the halves side by side
 
 
