@@ -152,6 +152,8 @@ def test_train_writes_a_run_directory_eval_can_read(tmp_path, text_file, capsys)
     code = main(["eval", str(out / "best"), "--data", str(text_file), "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["val_loss"] > 0
+    assert main(["eval", str(out), "--data", str(text_file), "--json"]) == 0  # the run dir
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(out)
 
 
 def test_resume_continues_to_the_same_weights_as_one_run(tmp_path, text_file, capsys):
@@ -211,6 +213,8 @@ def test_other_families_train_on_a_language(tmp_path, capsys, family, flags):
     if family == "gru":
         assert config["config"]["cell"] == "gru"
     assert "valid" in text  # a language run reports the validity of samples
+    assert f"scratchllm eval {out} --data counting:digits=1" in text  # and says how to measure
+    assert "--prompt 'The '" not in text  # an English prompt means nothing to a language
     toml = (out / "train.toml").read_text()
     assert "n_head" not in toml  # another family's setting is not written
 

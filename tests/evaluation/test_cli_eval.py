@@ -93,6 +93,21 @@ def test_table_output(capsys, text_ckpt, lang_ckpt):
     assert "valid" in out and "kl" in out
 
 
+def test_a_run_directory_means_its_last_or_best_checkpoint(capsys, tmp_path, text_ckpt):
+    import shutil
+
+    ckpt, held, _, _ = text_ckpt
+    run = tmp_path / "run"
+    shutil.copytree(ckpt, run / "last")
+    assert main(["eval", str(run), "--data", str(held), "--json"]) == 0
+    from_run = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(ckpt), "--data", str(held), "--json"]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    assert from_run["val_loss"] == direct["val_loss"]
+    assert main(["eval", str(run), "--best", "--data", str(held)]) == 2
+    assert "best" in capsys.readouterr().err  # no best/ in this run: the error names it
+
+
 def test_errors_name_the_file(capsys, tmp_path, text_ckpt, lang_ckpt):
     ckpt, held, _, _ = text_ckpt
 
@@ -100,7 +115,7 @@ def test_errors_name_the_file(capsys, tmp_path, text_ckpt, lang_ckpt):
         assert main(["eval", *map(str, argv)]) == 2
         return capsys.readouterr().err
 
-    assert "no such checkpoint directory" in fails(tmp_path / "nope", "--data", held)
+    assert "no such checkpoint or run directory" in fails(tmp_path / "nope", "--data", held)
     assert "config.json" in fails(tmp_path, "--data", held)
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -3,7 +3,8 @@
     scratchllm eval runs/bigram --data held_out.txt            # perplexity, bits per char/byte
     scratchllm eval runs/trigram --data markov:order=2 --json  # + valid, unique, novel, KL
 
-CKPT is a checkpoint directory (config.json, model.safetensors, tokenizer.json).
+CKPT is a run directory written by ``scratchllm train`` (its ``last/`` checkpoint, or ``best/``
+with ``--best``) or a checkpoint directory (config.json, model.safetensors, tokenizer.json).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add = p.add_argument
-    add("checkpoint", type=Path, metavar="CKPT", help="checkpoint directory")
+    add(
+        "checkpoint",
+        type=Path,
+        metavar="CKPT",
+        help="run directory written by `scratchllm train` (its last/ checkpoint) or a "
+        "checkpoint directory",
+    )
+    add("--best", action="store_true", help="use the run's best/ checkpoint instead of last/")
     add(
         "--data",
         required=True,
@@ -82,7 +90,7 @@ def _d(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_checkpoint(args.checkpoint, args.device)
+    model, tokenizer = load_checkpoint(args.checkpoint, args.device, args.best)
     for name in ("samples", "heldout", "train_samples"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -103,14 +111,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_checkpoint(directory: Path, device: str = "cpu"):  # noqa: ANN201
-    """The model and tokenizer saved in ``directory``, checked against each other."""
+def load_checkpoint(path: Path, device: str = "cpu", best: bool = False):  # noqa: ANN201
+    """The model and tokenizer of a run or checkpoint directory, checked against each other."""
     import scratchllm.models as models
     from scratchllm import tokenizers
     from scratchllm.tokenizers.base import tokenizer_file
+    from scratchllm.training.checkpoint import find_checkpoint
 
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no such checkpoint directory")
+    directory = find_checkpoint(path, "best" if best else "last")
     model = models.load(directory, device=device)
     tokenizer = tokenizers.load(directory)
     if tokenizer.vocab_size != model.vocab_size:

@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import math
+import shlex
 import time
 import tomllib
 from dataclasses import dataclass
@@ -709,7 +710,11 @@ def summary_lines(run: Run) -> list[str]:
         if path is not None:
             lines.append(f"  {label:<16} {path}")
     lines.append("next")
-    lines.append(f"  scratchllm sample {run.out} --prompt 'The '")
+    if run.data.language is not None:  # samples start from the separator; measure them
+        lines.append(f"  scratchllm sample {run.out} --prompt '' --num-samples 5")
+        lines.append(f"  scratchllm eval {run.out} --data {shlex.quote(run.settings['data'])}")
+    else:
+        lines.append(f"  scratchllm sample {run.out} --prompt 'The '")
     lines.append(f"  scratchllm train --out {run.out} --resume --max-iters {2 * r.steps}")
     return lines
 
