@@ -22,6 +22,7 @@ load from other processes hits both alike; the table shows medians over rounds.
 
     python benchmarks/bench_train_throughput.py            # small and baby
     python benchmarks/bench_train_throughput.py --quick    # small only
+    python benchmarks/bench_train_throughput.py --breakdown  # + where our step's time goes
 """
 
 from __future__ import annotations
@@ -139,10 +140,48 @@ def time_rounds(steps: dict, batches: list[torch.Tensor], warmup: int, rounds: i
     return {name: statistics.median(ts) for name, ts in per_round.items()}
 
 
+def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float, peak: float) -> None:
+    """Profile a few of our iterations and print where the time goes, with the MFU the
+    step could reach if the matmuls ran as they do now and everything else took no time
+    (``matmul only``), or everything but attention did (``matmul + attention``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for chunk in batches[:2]:
+        step(chunk)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for chunk in batches[2:]:
+            step(chunk)
+    groups = {"matmul": 0.0, "attention": 0.0, "activation": 0.0, "other": 0.0}
+    total = 0.0
+    for event in prof.key_averages():
+        us = event.self_cpu_time_total
+        total += us
+        name = event.key
+        if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"):
+            groups["matmul"] += us
+        elif "scaled_dot_product" in name:
+            groups["attention"] += us
+        elif "gelu" in name:
+            groups["activation"] += us
+        else:
+            groups["other"] += us
+    iters = len(batches) - 2
+    print("  where our step's time goes (profiled, self CPU time):")
+    for name, us in groups.items():
+        print(f"    {name:<11} {us / iters / 1e3:8.1f} ms/iter {us / total:6.1%}")
+    mm = groups["matmul"] / iters / 1e6
+    attn = groups["attention"] / iters / 1e6
+    for label, seconds in (("matmul only", mm), ("matmul + attention", mm + attn)):
+        print(f"    MFU bound, {label:<19} {flops_per_iter / seconds / (peak * 1e9):6.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small config only")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also profile our step: where the time goes"
+    )
     args = parser.parse_args()
 
     peak = matmul_peak()
@@ -170,6 +209,8 @@ def main() -> None:
                 f"{name:<6} {impl:<10} {n_ours:>11,} {secs[impl] * 1e3:>9.1f} "
                 f"{tok[impl]:>8,.0f} {mfu:>6.1%} {tok[impl] / tok['HF']:>5.2f}x"
             )
+        if args.breakdown:
+            breakdown(our_step, batches[: min(len(batches), 8)], 6 * n_ours * B * T, peak)
         del hf, ours
     print("\nGoals: small >= 1.25x HF and MFU >= 60%; baby MFU >= 80%.")
 
