@@ -25,85 +25,18 @@ scaled by ``1 / sqrt(2 * n_layer)`` so the stream's variance does not grow with 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from scratchllm.configs.models import GPTConfig
 from scratchllm.models.base import LanguageModel, lm_loss, register
 from scratchllm.models.gpt_decode import build_plan, decode_token
 from scratchllm.models.layers.attention import ATTENTION_IMPLS, CausalSelfAttention
-from scratchllm.models.layers.ffn import ACTIVATIONS, FFNS, MLP, MoE
+from scratchllm.models.layers.ffn import MLP, MoE
 from scratchllm.models.layers.kv_cache import KVCache
-from scratchllm.models.layers.norms import NORMS, make_norm
-from scratchllm.models.layers.positions import POSITIONS, rope_tables, sinusoidal_table
-
-
-@dataclass
-class GPTConfig:
-    block_size: int = 256  # the longest context the model sees (positions 0..block_size-1)
-    vocab_size: int = 65  # tokens the model reads and predicts
-    n_layer: int = 6  # transformer blocks
-    n_head: int = 6  # attention heads per block; n_embd must split evenly among them
-    n_embd: int = 384  # width of the residual stream
-    ffn_hidden: int | None = None  # MLP width; None means 4 * n_embd (GPT-2's n_inner)
-    dropout: float = 0.0  # on embeddings, attention weights and residual branches (training)
-    bias: bool = True  # biases in Linear layers and LayerNorms (GPT-2: True)
-    pos: str = "learned"  # "learned" (GPT-2), "sinusoidal" (fixed) or "rope" (rotary)
-    rope_base: float = 10000.0  # rope only: the slowest rotation is base^-1 per position
-    norm: str = "layernorm"  # "layernorm" (GPT-2) or "rmsnorm"
-    layer_norm_epsilon: float = 1e-5  # added to the variance in every norm
-    act: str = "gelu"  # "gelu" (exact), "gelu_tanh" (GPT-2's approximation) or "relu"
-    ffn: str = "mlp"  # "mlp" (dense) or "moe" (mixture of experts)
-    n_expert: int = 4  # moe only: experts per block
-    moe_top_k: int = 1  # moe only: experts each token is routed to (1 = Switch)
-    moe_aux_loss_coef: float = 0.01  # moe only: weight of the load-balancing loss
-    tie_weights: bool = True  # lm_head shares its matrix with wte (GPT-2: True)
-
-    def __post_init__(self) -> None:
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} ({getattr(self, name)!r}) must be a positive integer")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.ffn_hidden is not None and self.ffn_hidden < 1:
-            raise ValueError(
-                f"ffn_hidden ({self.ffn_hidden}) must be positive, or None for 4*n_embd"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout ({self.dropout}) must be in [0, 1)")
-        for name, choices in (
-            ("pos", POSITIONS),
-            ("norm", NORMS),
-            ("act", ACTIVATIONS),
-            ("ffn", FFNS),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"unknown {name} {getattr(self, name)!r}; choose one of {list(choices)}"
-                )
-        if self.pos == "rope" and self.head_dim % 2:
-            raise ValueError(
-                f"rope needs an even head size, but n_embd ({self.n_embd}) / n_head "
-                f"({self.n_head}) = {self.head_dim}"
-            )
-        if self.rope_base <= 0:
-            raise ValueError(f"rope_base ({self.rope_base}) must be positive")
-        if self.layer_norm_epsilon <= 0:
-            raise ValueError(f"layer_norm_epsilon ({self.layer_norm_epsilon}) must be positive")
-        if self.ffn == "moe":
-            if self.n_expert < 1:
-                raise ValueError(f"n_expert ({self.n_expert}) must be at least 1")
-            if not 1 <= self.moe_top_k <= self.n_expert:
-                raise ValueError(
-                    f"moe_top_k ({self.moe_top_k}) must be between 1 and n_expert ({self.n_expert})"
-                )
-            if self.moe_aux_loss_coef < 0:
-                raise ValueError(f"moe_aux_loss_coef ({self.moe_aux_loss_coef}) must be >= 0")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+from scratchllm.models.layers.norms import make_norm
+from scratchllm.models.layers.positions import rope_tables, sinusoidal_table
 
 
 class Block(nn.Module):

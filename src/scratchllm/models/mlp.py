@@ -28,41 +28,14 @@ There is no incremental path (``new_state`` gives None): the generator re-runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchllm.configs.models import MLPConfig
 from scratchllm.models.base import LanguageModel, lm_loss, register
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu}
-
-
-@dataclass
-class MLPConfig:
-    n: int = 4  # tokens per n-gram: the model sees the n - 1 tokens before the one it predicts
-    vocab_size: int = 65  # tokens the model reads and predicts
-    n_embd: int = 32  # embedding width of one token
-    n_hidden: int = 256  # width of the hidden layer
-    act: str = "tanh"  # hidden activation: "tanh" (Bengio 2003) or "relu"
-    dropout: float = 0.0  # on the concatenated embeddings and the hidden layer (training)
-    direct: bool = False  # add Bengio's direct connections from embeddings to logits
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 2:
-            raise ValueError(
-                f"n ({self.n!r}) must be an integer >= 2 (2 = bigram: one token of context); "
-                "a unigram has no context to embed, use NGram(n=1)"
-            )
-        for name in ("vocab_size", "n_embd", "n_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} ({value!r}) must be a positive integer")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"unknown act {self.act!r}; choose one of {list(ACTIVATIONS)}")
-        if not 0.0 <= self.dropout < 1.0:  # also rejects NaN
-            raise ValueError(f"dropout ({self.dropout!r}) must be in [0, 1)")
 
 
 @register

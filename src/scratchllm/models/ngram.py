@@ -40,32 +40,15 @@ tensor([[[0.0000, 0.6670, 0.3330],
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from scratchllm.configs.models import NGramConfig
 from scratchllm.models.base import LanguageModel, lm_loss, register
 
 _BUFFERS = ("edge_keys", "edge_child", "row_ptr", "next_token", "counts")
 _FIT_CHUNK = 1 << 20  # tokens counted per pass, so fitting a huge corpus needs bounded memory
-
-
-@dataclass
-class NGramConfig:
-    n: int = 3  # tokens per n-gram: 1 = unigram, 2 = bigram, 3 = trigram, ...
-    vocab_size: int = 256  # number of token ids, V
-    smoothing: float = 1.0  # add-k: pseudo-count added to every (context, token) pair
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"n ({self.n!r}) must be an integer >= 1 (2 = bigram, 3 = trigram)")
-        if not isinstance(self.vocab_size, int) or self.vocab_size < 1:
-            raise ValueError(f"vocab_size ({self.vocab_size!r}) must be an integer >= 1")
-        if not self.smoothing >= 0:  # also rejects NaN
-            raise ValueError(
-                f"smoothing ({self.smoothing!r}) must be >= 0 (add-k: 1 = Laplace, 0 = none)"
-            )
 
 
 @register

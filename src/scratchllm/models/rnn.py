@@ -37,31 +37,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from scratchllm.configs.models import RNNConfig
 from scratchllm.models.base import LanguageModel, lm_loss, register
-from scratchllm.models.rnn_cells import GATES, Recurrent
-
-
-@dataclass
-class RNNConfig:
-    cell: str = "lstm"  # "rnn" (vanilla tanh), "gru" or "lstm"
-    vocab_size: int = 65  # tokens the model reads and predicts
-    block_size: int = 128  # the training window; reported as context_length (module doc)
-    n_layer: int = 2  # recurrent layers stacked
-    n_embd: int = 64  # token embedding width (the first layer's input)
-    n_hidden: int = 256  # hidden state width of every layer
-    dropout: float = 0.0  # on embeddings, between layers and before the head (training)
-    bias: bool = True  # the b_ih / b_hh biases of every layer (torch's bias=)
-    fast: bool = False  # run forward through torch's RNN kernels (same weights, same numbers)
-
-    def __post_init__(self) -> None:
-        if self.cell not in GATES:
-            raise ValueError(f"unknown cell {self.cell!r}; choose one of {list(GATES)}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_embd", "n_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} ({value!r}) must be a positive integer")
-        if not 0.0 <= self.dropout < 1.0:  # also rejects NaN
-            raise ValueError(f"dropout ({self.dropout!r}) must be in [0, 1)")
+from scratchllm.models.rnn_cells import Recurrent
 
 
 @dataclass(eq=False)

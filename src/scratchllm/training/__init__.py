@@ -20,13 +20,13 @@
 - ``plot``: the loss curve from ``metrics.jsonl``.
 """
 
+from scratchllm.configs.train import TrainConfig
 from scratchllm.training.checkpoint import (
     Checkpoint,
     find_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from scratchllm.training.config import TrainConfig
 from scratchllm.training.device import resolve_device
 from scratchllm.training.losses import masked_cross_entropy
 from scratchllm.training.optimizer import configure_optimizer, decay_groups

@@ -22,7 +22,7 @@ import inspect
 import torch
 from torch import nn
 
-from scratchllm.training.config import TrainConfig
+from scratchllm.configs.train import TrainConfig
 
 
 def decay_groups(model: nn.Module) -> tuple[list[str], list[str]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from scratchllm.training.config import TrainConfig
+from scratchllm.configs.train import TrainConfig
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

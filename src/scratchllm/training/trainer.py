@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scratchllm.configs.train import TrainConfig
 from scratchllm.training import distributed as dist_utils
 from scratchllm.training.checkpoint import (
     BEST,
@@ -53,7 +54,6 @@ from scratchllm.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from scratchllm.training.config import TrainConfig
 from scratchllm.training.device import autocast_dtype, resolve_device
 from scratchllm.training.losses import smoothing_correction
 from scratchllm.training.optimizer import configure_optimizer

@@ -1,16 +1,16 @@
 """Building blocks shared by the transformer models: attention, norms, positions, FFN/MoE,
 and the KV cache."""
 
+from scratchllm.configs.models import ACTIVATIONS, FFNS, NORMS, POSITIONS
 from scratchllm.models.layers.attention import (
     ATTENTION_IMPLS,
     CausalSelfAttention,
     reference_attention,
 )
-from scratchllm.models.layers.ffn import ACTIVATIONS, FFNS, MLP, MoE, make_activation
+from scratchllm.models.layers.ffn import MLP, MoE, make_activation
 from scratchllm.models.layers.kv_cache import KVCache
-from scratchllm.models.layers.norms import NORMS, LayerNorm, RMSNorm, make_norm
+from scratchllm.models.layers.norms import LayerNorm, RMSNorm, make_norm
 from scratchllm.models.layers.positions import (
-    POSITIONS,
     apply_rope,
     rope_tables,
     sinusoidal_table,

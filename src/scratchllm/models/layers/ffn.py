@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
-FFNS = ("mlp", "moe")
+from scratchllm.configs.models import ACTIVATIONS
 
 
 def make_activation(name: str) -> nn.Module:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("layernorm", "rmsnorm")
+from scratchllm.configs.models import NORMS
 
 
 class LayerNorm(nn.Module):

@@ -28,8 +28,6 @@ import math
 
 import torch
 
-POSITIONS = ("learned", "sinusoidal", "rope")
-
 Positions = slice | torch.Tensor
 
 
