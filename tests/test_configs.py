@@ -27,3 +27,12 @@ def test_models_and_training_reexport_the_same_classes():
 @pytest.mark.parametrize("family", sorted(configs.CONFIGS))
 def test_every_family_config_is_registered_with_its_model(family):
     assert models.base._FAMILIES[family].config_class is configs.CONFIGS[family]
+
+
+def test_the_schedule_imports_no_torch():
+    code = (
+        "import sys; from scratchllm.training.schedule import lr_at; "
+        "from scratchllm.training import TrainConfig; lr_at(0, TrainConfig()); "
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,25 +21,41 @@
 """
 
 from scratchllm.configs.train import TrainConfig
-from scratchllm.training.checkpoint import (
-    Checkpoint,
-    find_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from scratchllm.training.device import resolve_device
-from scratchllm.training.losses import masked_cross_entropy
-from scratchllm.training.optimizer import configure_optimizer, decay_groups
-from scratchllm.training.plot import plot_metrics, read_metrics
-from scratchllm.training.schedule import lr_at
-from scratchllm.training.trainer import (
-    Trainer,
-    TrainingDiverged,
-    TrainResult,
-    saved_config,
-    seed_everything,
-    train_step_fn,
-)
+
+# Names are loaded on first use (PEP 562), so the pure parts (``schedule``, ``configs``)
+# import without torch: the NumPy engine trains with the same schedule.
+_EXPORTS = {
+    "Checkpoint": "checkpoint",
+    "find_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "resolve_device": "device",
+    "masked_cross_entropy": "losses",
+    "configure_optimizer": "optimizer",
+    "decay_groups": "optimizer",
+    "plot_metrics": "plot",
+    "read_metrics": "plot",
+    "lr_at": "schedule",
+    "Trainer": "trainer",
+    "TrainingDiverged": "trainer",
+    "TrainResult": "trainer",
+    "saved_config": "trainer",
+    "seed_everything": "trainer",
+    "train_step_fn": "trainer",
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'scratchllm.training' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"scratchllm.training.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Checkpoint",
