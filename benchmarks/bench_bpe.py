@@ -5,6 +5,7 @@ a naive pure-Python reference.
     python benchmarks/bench_bpe.py --quick    # smaller slices, one repeat (about a minute)
     python benchmarks/bench_bpe.py --only encode --repeats 5
     python benchmarks/bench_bpe.py --naive-bytes 0   # naive training on the whole file (minutes)
+    python benchmarks/bench_bpe.py --only long       # one long chunk: 10 k to 1 M characters
 
 What is measured, on ../shared/data/tinyshakespeare.txt by default:
 
@@ -16,6 +17,11 @@ What is measured, on ../shared/data/tinyshakespeare.txt by default:
 - encode: the whole text with the vocab-4096 tokenizer: ours on a fresh tokenizer (cold
   chunk cache) and again (warm), tiktoken from ``to_tiktoken()``, HF from our tokenizer.json,
   and the naive per-chunk merge loop without a cache. All ids are checked equal.
+- long: one pre-token chunk of n characters (no spaces: a base64 blob, a minified file, a
+  hostile prompt), n = 10 k, 100 k, 1 M: n identical ``x`` with the issue's tokenizer
+  (``train("x" * 64, 262)``: merges up to 64 x's) and n random letters with the vocab-4096
+  one, ours vs tiktoken and HF, and for n <= 20 k the O(n^2) rescan every chunk used before
+  (``merge_scan``). All ids are checked equal.
 
 "x ours" is the row's time over ours (above 1: ours is faster; for encoding, "ours" is the
 fresh-cache run). Times are the best of ``--repeats`` runs, taken in turns across the tools;
@@ -233,13 +239,61 @@ def bench_encode(text: str, tok: BPETokenizer, args, table: Table) -> None:
     print(f"  ({len(ids)} tokens; all tools gave the same ids: {agree})")
 
 
+def bench_long(text: str, tok: BPETokenizer | None, args, table: Table) -> None:
+    import random
+
+    from tokenizers import Tokenizer
+
+    from scratchllm.tokenizers import bpe as bpe_module
+
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    runs_tok = BPETokenizer.train("x" * 64, 256 + 6)
+    if tok is None:
+        tok = BPETokenizer.train(text, args.vocab_size, pattern=args.pattern)
+    rng = random.Random(0)
+    letters = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(max(sizes)))
+    cases = [("x" * n, f"{n:,} x, one chunk", runs_tok) for n in sizes]
+    cases += [(letters[:n], f"{n:,} random letters", tok) for n in sizes]
+    for chunk, what, base in cases:
+        with tempfile.TemporaryDirectory() as d:
+            hf = Tokenizer.from_file(str(base.save(d)))
+        enc = base.to_tiktoken()
+
+        def ours(base=base, chunk=chunk):
+            return BPETokenizer(base.vocab, base.merges, base.pattern).encode_ordinary(chunk)
+
+        def rescan(base=base, chunk=chunk):
+            limit = bpe_module._SCAN_LIMIT
+            bpe_module._SCAN_LIMIT = len(chunk)  # the old path for every chunk
+            try:
+                return ours(base, chunk)
+            finally:
+                bpe_module._SCAN_LIMIT = limit
+
+        fns = {
+            "ours": ours,
+            "tiktoken": lambda enc=enc, chunk=chunk: enc.encode_ordinary(chunk),
+            "hf": lambda hf=hf, chunk=chunk: hf.encode(chunk).ids,
+        }
+        if len(chunk) <= 20_000:
+            fns["rescan"] = rescan
+        runs = best_of(args.repeats, fns)
+        t_ours, ids = runs["ours"]
+        table.add(what, "scratchllm (linked list)", f"{t_ours:.3f} s", None)
+        labels = {"tiktoken": "tiktoken", "hf": "HF tokenizers", "rescan": "O(n^2) rescan (before)"}
+        for key in [k for k in fns if k != "ours"]:
+            table.add(what, labels[key], f"{runs[key][0]:.3f} s", runs[key][0] / t_ours)
+        agree = all(runs[key][1] == ids for key in fns)
+        print(f"  ({len(ids)} tokens; all gave the same ids: {agree})")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="UTF-8 text file")
-    p.add_argument("--only", choices=["train", "naive", "encode"], action="append",
+    p.add_argument("--only", choices=["train", "naive", "encode", "long"], action="append",
                    help="run only these parts (repeatable); default: all")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="small slices and one repeat")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement (best kept)")
@@ -255,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.repeats = 1
         args.naive_bytes = min(args.naive_bytes or 20_000, 20_000)
-    parts = args.only or ["train", "naive", "encode"]
+    parts = args.only or ["train", "naive", "encode", "long"]
     print(f"{args.data.name}: {len(text.encode()) / 1e6:.3f} MB, pattern {args.pattern}, "
           f"best of {args.repeats}\n")  # fmt: skip
     table = Table()
@@ -267,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         if tok is None:
             tok = BPETokenizer.train(text, args.vocab_size, pattern=args.pattern)
         bench_encode(text, tok, args, table)
+    if "long" in parts:
+        bench_long(text, tok, args, table)
 
 
 if __name__ == "__main__":

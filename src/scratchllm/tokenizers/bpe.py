@@ -21,7 +21,7 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -35,12 +35,16 @@ from scratchllm.tokenizers.base import (
     is_token_id,
     read_tokenizer_json,
 )
+from scratchllm.tokenizers.bpe_merge import int_ranks, merge_long, merge_scan
 from scratchllm.tokenizers.bpe_train import learn_merges
 
 if TYPE_CHECKING:
     import tiktoken
 
 _CACHE_LIMIT = 1 << 18  # chunk -> ids entries kept before the cache starts over
+# Chunks up to this many bytes use the O(n^2) rescan, which is faster for them than the
+# O(n log n) linked list (measured: they break even at about 64 bytes).
+_SCAN_LIMIT = 64
 
 
 class BPETokenizer(Tokenizer):
@@ -93,6 +97,7 @@ class BPETokenizer(Tokenizer):
             self._rank.setdefault((a, b), rank)  # a repeated merge keeps its first rank
             self._merged.setdefault((a, b), made)
         self._made_by_rank = [self._merged[p] for p in self._merges]
+        self._int_rank: dict[int, int] | None = None  # the ranks as merge_long reads them
         n = 1 + max([*self._vocab, *self._specials.values()], default=-1)
         self._bytes: list[bytes | None] = [None] * n  # id -> bytes, for decode
         for i, t in self._vocab.items():
@@ -217,10 +222,8 @@ class BPETokenizer(Tokenizer):
     def _bpe(self, data: bytes) -> list[int]:
         """The ids of one chunk: start from its bytes, apply the lowest-ranked merge until none.
 
-        ``ranks[i]`` is the merge rank of the pair ``(ids[i], ids[i + 1])`` (``none`` if no
-        merge joins them). Each step merges the lowest rank, leftmost first, as HF does,
-        and recomputes only the two pairs next to the new token; ``min`` and ``index`` run
-        in C, so a step costs a handful of Python operations whatever the chunk's length.
+        Short chunks (almost all of them) use ``bpe_merge.merge_scan``; long ones
+        ``merge_long``, whose cost grows as n log n instead of n^2 (see ``bpe_merge``).
 
         >>> tok = BPETokenizer.train("aaabdaaabac", 259)
         >>> tok._bpe(b"aaab")
@@ -236,21 +239,11 @@ class BPETokenizer(Tokenizer):
                 f"byte 0x{missing:02x} has no token in this vocabulary, so {data!r} cannot be "
                 "encoded; train or export the tokenizer with all 256 bytes"
             )
-        rank_of, made_by_rank, none = self._rank.get, self._made_by_rank, len(self._merges)
-        ranks = list(map(rank_of, zip(ids, ids[1:]), repeat(none)))
-        while ranks:
-            r = min(ranks)
-            if r == none:
-                break
-            i = ranks.index(r)
-            new = made_by_rank[r]
-            ids[i : i + 2] = (new,)
-            del ranks[i]
-            if i > 0:
-                ranks[i - 1] = rank_of((ids[i - 1], new), none)
-            if i < len(ranks):
-                ranks[i] = rank_of((new, ids[i + 1]), none)
-        return ids  # type: ignore[return-value]
+        if len(ids) <= _SCAN_LIMIT:
+            return merge_scan(ids, self._rank, self._made_by_rank)  # type: ignore[arg-type]
+        if self._int_rank is None:
+            self._int_rank = int_ranks(self._rank)
+        return merge_long(ids, self._int_rank, self._made_by_rank)  # type: ignore[arg-type]
 
     def _resolve_allowed(self, allowed_special: str | Collection[str]) -> set[str]:
         if allowed_special == "all":
