@@ -378,7 +378,7 @@ def test_gpt2_files_round_trip(tok, tmp_path):
     vocab_json, merges_txt = tok.save_gpt2_files(tmp_path)
     assert merges_txt.read_text(encoding="utf-8").startswith("#version: 0.2\n")
     back = BPETokenizer.from_gpt2_files(vocab_json, merges_txt)
-    assert back.special_tokens == tok.special_tokens  # found: not a byte, not made by a merge
+    assert back.special_tokens == tok.special_tokens  # declared in tokenizer_config.json
     assert back.vocab == tok.vocab and back.merges == tok.merges
 
 

@@ -205,7 +205,7 @@ def test_gpt2_files_written_by_hf_load(setup, tmp_path):
     _, theirs, _, held_out = setup
     vocab_json, merges_txt = theirs.model.save(str(tmp_path))
     ours = BPETokenizer.from_gpt2_files(vocab_json, merges_txt)
-    assert ours.special_tokens == {SPECIAL: 0}  # in vocab.json, but not a byte nor a merge
+    assert ours.special_tokens == {SPECIAL: 0}  # GPT-2's <|endoftext|>: special by default
     reference = Tokenizer(models.BPE.from_file(vocab_json, merges_txt))
     reference.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     reference.add_special_tokens([SPECIAL])

@@ -381,8 +381,9 @@ class BPETokenizer(Tokenizer):
     ) -> BPETokenizer:
         """Read GPT-2's ``vocab.json`` + ``merges.txt`` (the GPT-2 pattern is implied).
 
-        Entries of vocab.json that are neither a byte nor made by a merge become special
-        tokens (GPT-2's ``<|endoftext|>``); ``special_tokens`` names them explicitly instead.
+        Every entry is an ordinary token unless declared special: by ``special_tokens``, or
+        by the Hugging Face files beside vocab.json, read as transformers reads them
+        (``bpe_hf.declared_specials``; GPT-2's ``<|endoftext|>`` is special by default).
         """
         vocab, merges, specials = bpe_hf.read_gpt2_files(vocab_json, merges_txt, special_tokens)
         try:
@@ -391,7 +392,8 @@ class BPETokenizer(Tokenizer):
             raise ValueError(f"{vocab_json}, {merges_txt}: {e}") from None
 
     def save_gpt2_files(self, directory: str | Path) -> tuple[Path, Path]:
-        """Write ``vocab.json`` + ``merges.txt`` in GPT-2's format (the pattern is not stored)."""
+        """Write ``vocab.json`` + ``merges.txt`` in GPT-2's format (the pattern is not stored),
+        and a ``tokenizer_config.json`` that declares the special tokens."""
         return bpe_hf.write_gpt2_files(directory, self._vocab, self._merges, self._specials)
 
     def to_tiktoken(self, name: str = "scratchllm-bpe") -> tiktoken.Encoding:

@@ -21,7 +21,7 @@ from typing import Any
 
 import regex
 
-from scratchllm.tokenizers.bpe_bytes import BYTE_TO_CHAR, is_byte_level, str_to_token, token_to_str
+from scratchllm.tokenizers.bpe_bytes import is_byte_level, str_to_token, token_to_str
 from scratchllm.tokenizers.bpe_pattern import GPT2_PATTERN
 
 Vocab = dict[int, bytes]
@@ -236,13 +236,22 @@ def _from_strings(
     return vocab, pairs
 
 
+GPT2_END = "<|endoftext|>"
+# What transformers' GPT2Tokenizer makes <|endoftext|> when no file names these tokens.
+_GPT2_DEFAULTS = ("bos_token", "eos_token", "unk_token")
+_NAMED = (*_GPT2_DEFAULTS, "sep_token", "pad_token", "cls_token", "mask_token")
+_LISTS = ("additional_special_tokens", "extra_special_tokens")
+
+
 def read_gpt2_files(
     vocab_json: str | Path, merges_txt: str | Path, special_tokens: Iterable[str] | None = None
 ) -> tuple[Vocab, Merges, dict[str, int]]:
     """Read GPT-2's ``vocab.json`` + ``merges.txt`` pair into ``(vocab, merges, specials)``.
 
-    Special tokens are the vocab entries that are neither one byte nor made by a merge
-    (``<|endoftext|>`` in GPT-2), unless ``special_tokens`` names them.
+    Every vocab.json entry is an ordinary byte-level token unless it is declared special:
+    by ``special_tokens`` when given, else by the Hugging Face files beside vocab.json
+    (``declared_specials``). An entry that no merge makes is still ordinary, as in HF:
+    ``"Ġb"`` decodes to ``" b"``.
     """
     vocab_json, merges_txt = Path(vocab_json), Path(merges_txt)
     for path in (vocab_json, merges_txt):
@@ -250,12 +259,7 @@ def read_gpt2_files(
             raise FileNotFoundError(
                 f"{path} does not exist; pass GPT-2's vocab.json and merges.txt"
             )
-    try:
-        strings = json.loads(vocab_json.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{vocab_json} is not a JSON vocab.json ({e})") from None
-    if not isinstance(strings, dict):
-        raise ValueError(f"{vocab_json} must hold a JSON object mapping tokens to ids")
+    strings = _read_json_object(vocab_json, "a JSON vocab.json")
     try:
         lines = merges_txt.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
@@ -263,17 +267,94 @@ def read_gpt2_files(
     # The first line may be a "#version: 0.2" header; blank lines carry nothing.
     lines = [ln for ln in lines if ln.strip() and not ln.startswith("#version")]
     if special_tokens is None:
-        made = {a + b for a, b in (ln.split(" ", 1) for ln in lines if " " in ln)}
-        single = set(BYTE_TO_CHAR)
-        special_tokens = [s for s in strings if s not in made and s not in single]
-    specials = {}
-    for s in special_tokens:
-        if s not in strings:
-            raise ValueError(f"special token {s!r} is not in {vocab_json}")
-        specials[s] = strings[s]
+        specials = declared_specials(vocab_json.parent, strings)
+    else:
+        specials = {}
+        for s in special_tokens:
+            if s not in strings:
+                raise ValueError(f"special token {s!r} is not in {vocab_json}")
+            specials[s] = strings[s]
     ordinary = {s: i for s, i in strings.items() if s not in specials}
     vocab, merges = _from_strings(ordinary, lines, merges_txt)
     return vocab, merges, specials
+
+
+def declared_specials(directory: Path, strings: Mapping[str, int]) -> dict[str, int]:
+    """The special tokens that the HF files beside a vocab.json declare, with their ids.
+
+    Read as ``transformers`` reads them: ``tokenizer_config.json`` and
+    ``special_tokens_map.json`` name tokens (``bos_token``, ..., ``additional_special_tokens``),
+    the config's ``added_tokens_decoder`` gives ``{id: {"content", "special"}}``, and
+    ``added_tokens.json`` maps tokens added beyond the vocabulary to ids. A named token
+    takes its vocab.json id. An added token outside vocab.json is special whatever its
+    flag (scratchllm's BPE has no other kind of token that merges cannot make). GPT-2's
+    ``<|endoftext|>`` is special unless the files set all of bos, eos and unk (it is
+    ``transformers.GPT2Tokenizer``'s default for each).
+    """
+    named: dict[str, Path] = {}  # token -> the file that names it
+    with_id: dict[str, tuple[object, Path]] = {}  # token -> (its id, the file)
+    set_defaults: set[str] = set()
+    for file in (directory / "tokenizer_config.json", directory / "special_tokens_map.json"):
+        if not file.is_file():
+            continue
+        data = _read_json_object(file, "a JSON object")
+        set_defaults.update(k for k in _GPT2_DEFAULTS if k in data)
+        values = [data.get(k) for k in _NAMED]
+        for k in _LISTS:
+            values += data.get(k) or []
+        for v in values:
+            content = v.get("content") if isinstance(v, dict) else v
+            if isinstance(content, str) and content:
+                named.setdefault(content, file)
+        decoder = data.get("added_tokens_decoder")
+        decoder = {} if decoder is None else decoder
+        if not isinstance(decoder, dict):
+            raise ValueError(f"{file}: 'added_tokens_decoder' must map ids to token objects")
+        for key, entry in decoder.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("content"), str):
+                raise ValueError(f"{file}: added_tokens_decoder[{key!r}] has no 'content'")
+            if entry.get("special") or entry["content"] not in strings:
+                with_id[entry["content"]] = (int(key) if key.isdigit() else key, file)
+    added = directory / "added_tokens.json"
+    if added.is_file():
+        for token, i in _read_json_object(added, "a JSON object").items():
+            if token not in strings:
+                with_id.setdefault(token, (i, added))
+    if set(_GPT2_DEFAULTS) - set_defaults and GPT2_END in strings:
+        named.setdefault(GPT2_END, directory / "vocab.json")
+
+    owner = {i: s for s, i in strings.items()}
+    found: dict[str, int] = {}
+    for token, (i, file) in with_id.items():
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise ValueError(f"{file}: added token {token!r} has id {i!r}, not a non-negative int")
+        other = owner.get(i, token)
+        if other != token:
+            raise ValueError(
+                f"{file}: added token {token!r} has id {i}, which vocab.json gives to {other!r}"
+            )
+        owner[i] = token
+        found[token] = i
+    for token, file in named.items():
+        if token in found:
+            continue
+        if token not in strings:
+            raise ValueError(
+                f"{file} names the special token {token!r}, which is neither in vocab.json nor "
+                "given an id (in added_tokens_decoder or added_tokens.json)"
+            )
+        found[token] = strings[token]
+    return found
+
+
+def _read_json_object(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not {what} ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object mapping tokens to ids")
+    return data
 
 
 def write_gpt2_files(
@@ -282,7 +363,13 @@ def write_gpt2_files(
     merges: Sequence[tuple[int, int]],
     specials: Mapping[str, int],
 ) -> tuple[Path, Path]:
-    """Write ``directory/vocab.json`` and ``directory/merges.txt`` in GPT-2's format."""
+    """Write ``directory/vocab.json`` and ``directory/merges.txt`` in GPT-2's format.
+
+    A ``tokenizer_config.json`` beside them declares the special tokens (in
+    ``added_tokens_decoder``, as transformers writes it), so that ``read_gpt2_files`` and
+    ``transformers.AutoTokenizer`` both read back exactly these specials. It sets bos, eos
+    and unk to null: otherwise transformers would add GPT-2's ``<|endoftext|>``.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     strings = {token_to_str(t): i for i, t in sorted(vocab.items())}
@@ -291,4 +378,22 @@ def write_gpt2_files(
     vocab_path.write_text(json.dumps(strings, ensure_ascii=False), encoding="utf-8")
     lines = [f"{token_to_str(vocab[a])} {token_to_str(vocab[b])}" for a, b in merges]
     merges_path.write_text("#version: 0.2\n" + "".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+    config = {
+        "tokenizer_class": "GPT2Tokenizer",
+        "add_prefix_space": False,
+        **dict.fromkeys(_GPT2_DEFAULTS),
+        "added_tokens_decoder": {
+            str(i): {
+                "content": s,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": True,
+            }
+            for s, i in sorted(specials.items(), key=lambda kv: kv[1])
+        },
+    }
+    text = json.dumps(config, ensure_ascii=False, indent=2) + "\n"
+    (directory / "tokenizer_config.json").write_text(text, encoding="utf-8")
     return vocab_path, merges_path
