@@ -133,7 +133,7 @@ def test_saved_file_is_readable_utf8(tmp_path):
         ({"vocab": ["a", "a"]}, "repeats"),
         ({"vocab": ["ab"]}, "single characters"),
         ({"vocab": "abc"}, "must be a list"),
-        ({"version": 2}, "version 2"),
+        ({"version": 3}, "version 3"),
         ({"kind": "word"}, "not 'char'"),
     ],
 )

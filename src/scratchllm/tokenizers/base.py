@@ -8,6 +8,13 @@ was saved (a directory or the tokenizer.json file itself).
 Decoding what was encoded gives the text back, for any string the tokenizer
 accepts (after its normalisation, for the word tokenizer); what it cannot
 accept is a clear ``ValueError``. Nothing here imports torch.
+
+**Special tokens** (every kind): ``with_special_tokens(["<|user|>", ...])`` gives a copy
+with those strings as reserved ids after every existing id, so the ids a model already
+knows keep their meaning. Text never produces a special id: ``encode_ordinary(text)``
+treats a special's string as plain text, and ``encode(text, allowed_special=...)``
+turns only the specials it names (or ``"all"``) into their ids, as tiktoken does.
+``special_tokens`` maps each string to its id; ``decode`` writes a special as its string.
 """
 
 from __future__ import annotations
@@ -15,7 +22,11 @@ from __future__ import annotations
 import json
 import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
+from typing import Literal
+
+import regex
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -41,6 +52,100 @@ class Tokenizer(ABC):
     @abstractmethod
     def load(cls, path: str | Path) -> Tokenizer:
         """Read a tokenizer saved by ``save`` (a directory or its tokenizer.json)."""
+
+    @property
+    @abstractmethod
+    def special_tokens(self) -> dict[str, int]:
+        """Special token string -> id: the reserved ids that text never produces."""
+
+    @abstractmethod
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode ``text`` as plain text: a special token's string is never its id."""
+
+    @abstractmethod
+    def with_special_tokens(self, tokens: Iterable[str]) -> Tokenizer:
+        """A copy with ``tokens`` added as special tokens, at ids after every existing id.
+
+        Tokens this tokenizer already has as specials keep their ids; the others get
+        ``vocab_size``, ``vocab_size + 1``, ... in the order given.
+        """
+
+
+AllowedSpecial = Literal["all", "none_raise"] | Collection[str]
+
+
+def new_special_tokens(tokens: Iterable[str], existing: Collection[str]) -> list[str]:
+    """The strings of ``tokens`` that are not in ``existing``, in order, checked.
+
+    >>> new_special_tokens(["<|user|>", "<|end|>"], existing=["<|end|>"])
+    ['<|user|>']
+    """
+    if isinstance(tokens, str):
+        raise ValueError(
+            f"special tokens must be a list of strings, got the string {tokens!r} "
+            f"(write [{tokens!r}])"
+        )
+    tokens = list(tokens)
+    for t in tokens:
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"special tokens must be non-empty strings, got {t!r}")
+    dupes = sorted({t for t in tokens if tokens.count(t) > 1})
+    if dupes:
+        raise ValueError(f"special tokens {dupes} are listed more than once")
+    return [t for t in tokens if t not in existing]
+
+
+def resolve_allowed(allowed_special: AllowedSpecial, specials: Collection[str]) -> set[str]:
+    """The set of special strings an ``allowed_special`` argument names (tiktoken's forms).
+
+    ``"all"``: every special; ``"none_raise"`` or an empty collection: none; otherwise a
+    collection of special strings, each of which must exist.
+    """
+    if allowed_special == "all":
+        return set(specials)
+    if allowed_special == "none_raise":
+        return set()
+    if isinstance(allowed_special, str):
+        raise ValueError(
+            f"allowed_special must be 'all', 'none_raise' or a set of special token "
+            f"strings, got the string {allowed_special!r} (wrap one token in a set)"
+        )
+    allowed = set(allowed_special)
+    unknown = allowed - set(specials)
+    if unknown:
+        raise ValueError(
+            f"allowed_special names {sorted(unknown)}, which are not special tokens of this "
+            f"tokenizer (it has {sorted(specials)})"
+        )
+    return allowed
+
+
+def specials_regex(specials: Iterable[str]) -> regex.Pattern:
+    """A regex whose ``split`` gives ``[text, special, text, ..., text]``."""
+    # Longest first, so "<|end|>" never wins over "<|end|>x" when both are specials.
+    alternatives = sorted(specials, key=len, reverse=True)
+    return regex.compile("(" + "|".join(map(regex.escape, alternatives)) + ")")
+
+
+def encode_with_specials(
+    text: str,
+    allowed: Collection[str],
+    specials: dict[str, int],
+    encode_text: Callable[[str], list[int]],
+) -> list[int]:
+    """Encode ``text``, turning the ``allowed`` specials' strings into their ids.
+
+    The text between them goes through ``encode_text`` (never across a special).
+    """
+    if not allowed:
+        return encode_text(text)
+    ids: list[int] = []
+    for k, piece in enumerate(specials_regex(allowed).split(text)):
+        if k % 2:
+            ids.append(specials[piece])
+        elif piece:
+            ids += encode_text(piece)
+    return ids
 
 
 def tokenizer_file(path: str | Path) -> Path:
@@ -130,12 +235,20 @@ def save_json_tokenizer(directory: str | Path, data: dict) -> Path:
     return path
 
 
-def check_header(data: dict, kind: str, version: int, source: str) -> None:
+def check_header(data: dict, kind: str, versions: Collection[int], source: str) -> None:
     """Refuse a tokenizer.json of another kind or format version, naming ``source``."""
     if data.get("kind") != kind:
         raise ValueError(f"{source} holds a {data.get('kind')!r} tokenizer, not {kind!r}")
-    if data.get("version") != version:
+    if data.get("version") not in versions:
         raise ValueError(
             f"{source} has {kind} tokenizer format version {data.get('version')!r}; "
-            f"this scratchllm reads version {version}"
+            f"this scratchllm reads versions {', '.join(map(str, versions))}"
         )
+
+
+def read_special_list(data: dict, source: str) -> list[str]:
+    """The ``"special_tokens"`` list of one of our tokenizer.json files (absent: none)."""
+    specials = data.get("special_tokens", [])
+    if not isinstance(specials, list) or not all(isinstance(t, str) and t for t in specials):
+        raise ValueError(f"{source} is corrupt: 'special_tokens' must be a list of strings")
+    return specials

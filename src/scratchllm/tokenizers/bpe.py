@@ -30,10 +30,14 @@ import regex
 from scratchllm.tokenizers import bpe_hf, bpe_pattern
 from scratchllm.tokenizers.base import (
     TOKENIZER_FILE,
+    AllowedSpecial,
     Tokenizer,
     check_training_text,
     is_token_id,
+    new_special_tokens,
     read_tokenizer_json,
+    resolve_allowed,
+    specials_regex,
 )
 from scratchllm.tokenizers.bpe_merge import int_ranks, merge_long, merge_scan
 from scratchllm.tokenizers.bpe_train import learn_merges
@@ -131,7 +135,7 @@ class BPETokenizer(Tokenizer):
         Ids: 0..255 are the bytes, merges 256, 257, ... in order, specials after them.
         """
         check_training_text(text)
-        specials = _check_specials(special_tokens)
+        specials = new_special_tokens(special_tokens, existing=())
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
             raise ValueError(f"vocab_size must be an int, got {vocab_size!r}")
         smallest = 256 + len(specials)
@@ -143,7 +147,7 @@ class BPETokenizer(Tokenizer):
         pat = bpe_pattern.resolve(pattern)
         _check_no_surrogates(text)
         counts: Counter[str] = Counter()
-        pieces = _split_on(_specials_regex(specials), text) if specials else [text]
+        pieces = specials_regex(specials).split(text) if specials else [text]
         for k, piece in enumerate(pieces):
             if k % 2 == 0:  # odd pieces are the special tokens themselves
                 counts.update(bpe_pattern.split(pat, piece))
@@ -159,7 +163,7 @@ class BPETokenizer(Tokenizer):
         self,
         text: str,
         *,
-        allowed_special: Literal["all", "none_raise"] | Collection[str] = "none_raise",
+        allowed_special: AllowedSpecial = "none_raise",
         disallowed_special: Literal["all"] | Collection[str] = "all",
     ) -> list[int]:
         """Encode ``text``; special tokens are handled as in tiktoken.
@@ -175,7 +179,7 @@ class BPETokenizer(Tokenizer):
         >>> tok.encode("hi<|eot|>", allowed_special="all")[-1] == tok.special_tokens["<|eot|>"]
         True
         """
-        allowed = self._resolve_allowed(allowed_special)
+        allowed = resolve_allowed(allowed_special, self._specials)
         if disallowed_special == "all":
             disallowed = set(self._specials) - allowed
         else:
@@ -190,7 +194,7 @@ class BPETokenizer(Tokenizer):
             return self.encode_ordinary(text)
         _check_no_surrogates(text)
         ids: list[int] = []
-        for k, piece in enumerate(_split_on(self._regex_for(allowed), text)):
+        for k, piece in enumerate(self._regex_for(allowed).split(text)):
             if k % 2:
                 ids.append(self._specials[piece])
             elif piece:
@@ -245,29 +249,10 @@ class BPETokenizer(Tokenizer):
             self._int_rank = int_ranks(self._rank)
         return merge_long(ids, self._int_rank, self._made_by_rank)  # type: ignore[arg-type]
 
-    def _resolve_allowed(self, allowed_special: str | Collection[str]) -> set[str]:
-        if allowed_special == "all":
-            return set(self._specials)
-        if allowed_special == "none_raise":
-            return set()
-        if isinstance(allowed_special, str):
-            raise ValueError(
-                f"allowed_special must be 'all', 'none_raise' or a set of special token "
-                f"strings, got the string {allowed_special!r} (wrap one token in a set)"
-            )
-        allowed = set(allowed_special)
-        unknown = allowed - set(self._specials)
-        if unknown:
-            raise ValueError(
-                f"allowed_special names {sorted(unknown)}, which are not special tokens of this "
-                f"tokenizer (it has {sorted(self._specials)})"
-            )
-        return allowed
-
     def _regex_for(self, specials: Collection[str]) -> regex.Pattern:
         key = frozenset(specials)
         if key not in self._special_rx:
-            self._special_rx[key] = _specials_regex(key)
+            self._special_rx[key] = specials_regex(key)
         return self._special_rx[key]
 
     # ----------------------------------------------------------------- decoding
@@ -317,6 +302,17 @@ class BPETokenizer(Tokenizer):
     def special_tokens(self) -> dict[str, int]:
         """Special token string -> id (a copy)."""
         return dict(self._specials)
+
+    def with_special_tokens(self, tokens: Iterable[str]) -> BPETokenizer:
+        """A copy with ``tokens`` added as special tokens at ``vocab_size``, ``vocab_size + 1``...
+
+        Specials already present keep their ids. Their strings are never merged and, as for
+        every special, become their ids only where ``encode``'s ``allowed_special`` says so.
+        """
+        new = new_special_tokens(tokens, existing=self._specials)
+        ids = {t: self.vocab_size + k for k, t in enumerate(new)}
+        specials = {**self._specials, **ids}
+        return BPETokenizer(self._vocab, self._merges, self.pattern, specials, self.ignore_merges)
 
     @property
     def pattern_name(self) -> str | None:
@@ -445,33 +441,6 @@ def _plain(i: object) -> object:
 
 def _known(i: object, table: list[bytes | None]) -> bool:
     return is_token_id(i, len(table)) and table[i] is not None  # type: ignore[index]
-
-
-def _check_specials(special_tokens: Iterable[str]) -> list[str]:
-    if isinstance(special_tokens, str):
-        raise ValueError(
-            f"special_tokens must be a list of strings, got the string {special_tokens!r} "
-            f"(write [{special_tokens!r}])"
-        )
-    specials = list(special_tokens)
-    for s in specials:
-        if not isinstance(s, str) or not s:
-            raise ValueError(f"special tokens must be non-empty strings, got {s!r}")
-    dupes = sorted({s for s in specials if specials.count(s) > 1})
-    if dupes:
-        raise ValueError(f"special tokens {dupes} are listed more than once")
-    return specials
-
-
-def _specials_regex(specials: Iterable[str]) -> regex.Pattern:
-    # Longest first, so "<|end|>" never wins over "<|end|>x" when both are specials.
-    alternatives = sorted(specials, key=len, reverse=True)
-    return regex.compile("(" + "|".join(map(regex.escape, alternatives)) + ")")
-
-
-def _split_on(special_rx: regex.Pattern, text: str) -> list[str]:
-    """``[text, special, text, special, ..., text]``: specials at the odd positions."""
-    return special_rx.split(text)
 
 
 def _check_no_surrogates(text: str) -> None:

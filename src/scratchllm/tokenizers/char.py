@@ -15,6 +15,13 @@ position.
 'ole'
 >>> CharTokenizer.train("hello", unk=True).encode("hex")   # <unk> is id 4
 [1, 0, 4]
+
+Special tokens come after every other id (``<unk>`` included) and only from
+``allowed_special``; typed as text they are just their characters:
+
+>>> chat = CharTokenizer.train("hello<|>").with_special_tokens(["<|h|>"])
+>>> chat.encode("<|h|>"), chat.encode("<|h|>", allowed_special="all")
+([0, 6, 3, 6, 1], [7])
 """
 
 from __future__ import annotations
@@ -25,17 +32,25 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .base import (
+    AllowedSpecial,
     Tokenizer,
     check_header,
     check_training_text,
+    encode_with_specials,
     is_token_id,
+    new_special_tokens,
+    read_special_list,
     read_tokenizer_json,
+    resolve_allowed,
     save_json_tokenizer,
 )
 
 UNK_TOKEN = "<unk>"
 UNK_TEXT = "\ufffd"  # what <unk> decodes to
+# Version 2 adds "special_tokens"; a tokenizer without them is still written as version 1,
+# byte for byte as before, so the hashes of datasets made with it stay valid.
 FORMAT_VERSION = 1
+VERSIONS = (1, 2)
 
 _UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"  # native order for cast("I")
 _CHUNK = 1 << 20  # characters per progress-bar step while training
@@ -46,7 +61,10 @@ class CharTokenizer(Tokenizer):
 
     kind = "char"
 
-    def __init__(self, chars: Iterable[str], unk: bool = False):
+    def __init__(
+        self, chars: Iterable[str], unk: bool = False, special_tokens: Iterable[str] = ()
+    ):
+        """``chars`` in id order; ``special_tokens`` get the ids after them (and ``<unk>``)."""
         chars = list(chars)
         for i, c in enumerate(chars):
             if not isinstance(c, str) or len(c) != 1:
@@ -60,13 +78,16 @@ class CharTokenizer(Tokenizer):
         if not chars:
             raise ValueError("a character vocabulary needs at least one character")
         self.unk = unk
-        self._itos: list[str] = chars + ([UNK_TOKEN] if unk else [])
+        specials = new_special_tokens(special_tokens, existing=())
+        self._itos: list[str] = chars + ([UNK_TOKEN] if unk else []) + specials
         self._stoi: dict[str, int] = {c: i for i, c in enumerate(chars)}
+        first = len(chars) + unk
+        self._specials: dict[str, int] = {t: first + k for k, t in enumerate(specials)}
         # str.translate does the per-character dictionary lookup in C: each character becomes
         # the code point equal to its id, and the UTF-32 bytes of that string *are* the ids.
         self._table: dict[int, str] = {ord(c): chr(i) for i, c in enumerate(chars)}
         # Decoding indexes this list; <unk> shows as the replacement character.
-        self._decode_list: list[str] = chars + ([UNK_TEXT] if unk else [])
+        self._decode_list: list[str] = chars + ([UNK_TEXT] if unk else []) + specials
 
     # ---- building -------------------------------------------------------------------------
 
@@ -118,11 +139,29 @@ class CharTokenizer(Tokenizer):
 
     @property
     def unk_id(self) -> int | None:
-        """The id of ``<unk>`` (the last id), or None when the tokenizer has none."""
-        return len(self._itos) - 1 if self.unk else None
+        """The id of ``<unk>`` (right after the characters), or None when there is none."""
+        return len(self._stoi) if self.unk else None
 
-    def encode(self, text: str) -> list[int]:
-        """Ids of the characters of ``text``; unknown ones are ``<unk>`` or a ValueError."""
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token string -> id (a copy); ``<unk>`` is not one (text produces it)."""
+        return dict(self._specials)
+
+    def with_special_tokens(self, tokens: Iterable[str]) -> CharTokenizer:
+        new = new_special_tokens(tokens, existing=self._specials)
+        return CharTokenizer(self.chars, self.unk, [*self._specials, *new])
+
+    def encode(self, text: str, allowed_special: AllowedSpecial = ()) -> list[int]:
+        """Ids of the characters of ``text``; unknown ones are ``<unk>`` or a ValueError.
+
+        A special token's string is ordinary text unless ``allowed_special`` names it
+        (a set of strings, or ``"all"``): then it becomes its id, never split.
+        """
+        allowed = resolve_allowed(allowed_special, self._specials)
+        return encode_with_specials(text, allowed, self._specials, self.encode_ordinary)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of the characters of ``text``, with no special token handling."""
         table = self._table
         unknown = set(text).difference(self._stoi)
         if unknown:
@@ -154,13 +193,13 @@ class CharTokenizer(Tokenizer):
     # ---- helpers --------------------------------------------------------------------------
 
     def token_to_id(self, token: str) -> int | None:
-        """The id of a character (or of ``"<unk>"``), or None if it is not in the vocabulary."""
+        """The id of a character, ``"<unk>"`` or a special token; None if there is none."""
         if token == UNK_TOKEN and self.unk:
             return self.unk_id
-        return self._stoi.get(token)
+        return self._stoi.get(token, self._specials.get(token))
 
     def id_to_token(self, id: int) -> str:
-        """The character (or ``"<unk>"``) with this id."""
+        """The character (or ``"<unk>"``, or the special token) with this id."""
         if not is_token_id(id, self.vocab_size):
             raise ValueError(f"id {id!r} is outside this vocabulary (0..{self.vocab_size - 1})")
         return self._itos[id]
@@ -176,24 +215,29 @@ class CharTokenizer(Tokenizer):
         return self._itos == other._itos and self.unk == other.unk
 
     def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size}, unk={self.unk})"
+        specials = f", special_tokens={list(self._specials)}" if self._specials else ""
+        return f"CharTokenizer(vocab_size={self.vocab_size}, unk={self.unk}{specials})"
 
     # ---- files ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "version": FORMAT_VERSION, "unk": self.unk, "vocab": self.chars}
+        data = {"kind": self.kind, "version": FORMAT_VERSION, "unk": self.unk, "vocab": self.chars}
+        if self._specials:  # ids after the characters and <unk>, in this order
+            data.update(version=2, special_tokens=list(self._specials))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "tokenizer data") -> CharTokenizer:
         """Rebuild from ``to_dict`` output; ``source`` names the file in error messages."""
-        check_header(data, cls.kind, FORMAT_VERSION, source)
+        check_header(data, cls.kind, VERSIONS, source)
         vocab, unk = data.get("vocab"), data.get("unk", False)
         if not isinstance(vocab, list) or not isinstance(unk, bool):
             raise ValueError(
                 f"{source} is corrupt: 'vocab' must be a list of characters and 'unk' a boolean"
             )
+        specials = read_special_list(data, source)
         try:
-            return cls(vocab, unk=unk)
+            return cls(vocab, unk=unk, special_tokens=specials)
         except ValueError as e:
             raise ValueError(f"{source} is corrupt: {e}") from None
 

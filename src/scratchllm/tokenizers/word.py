@@ -20,6 +20,10 @@ the vocabulary encodes to ``UNK`` and decodes to ``"<unk>"``.
 [2, 5, 4, 7]
 >>> tok.decode(tok.encode("the dog sat."))
 'the <unk> sat.'
+
+Added special tokens (``with_special_tokens``) take the ids after the words. They are
+matched in the raw text only when ``allowed_special`` names them, never by the
+vocabulary lookup, so not even a special spelled like a word (``"USER"``) comes from text.
 """
 
 from __future__ import annotations
@@ -27,24 +31,32 @@ from __future__ import annotations
 import functools
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import regex
 
 from .base import (
+    AllowedSpecial,
     Tokenizer,
     check_header,
     check_training_text,
+    encode_with_specials,
     is_token_id,
+    new_special_tokens,
+    read_special_list,
     read_tokenizer_json,
+    resolve_allowed,
     save_json_tokenizer,
 )
 from .lookup import make_lookup
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<unk>", "<bos>", "<eos>")  # their ids: 0, 1, 2, 3
+# Version 2 adds "special_tokens" (added ones, after the words); without any, version 1 is
+# written byte for byte as before.
 FORMAT_VERSION = 1
+VERSIONS = (1, 2)
 
 # The three alternatives cover disjoint character classes, so the split is unique and lossless.
 # Special-token strings such as "<pad>" split into "<", "pad", ">": text can never produce them.
@@ -78,8 +90,10 @@ class WordTokenizer(Tokenizer):
         lowercase: bool = False,
         nfkc: bool = False,
         lookup: str = "hash",
+        special_tokens: Sequence[str] = (),
     ):
-        """``words`` in id order (ids 4, 5, ...); ``lookup`` picks the strategy in lookup.py."""
+        """``words`` in id order (ids 4, 5, ...); ``lookup`` picks the strategy in lookup.py;
+        ``special_tokens`` are added after the words."""
         words = list(words)
         pattern = _compiled()
         for i, w in enumerate(words):
@@ -90,9 +104,13 @@ class WordTokenizer(Tokenizer):
                 )
         self.lowercase = lowercase
         self.nfkc = nfkc
-        self._itos: list[str] = [*SPECIAL_TOKENS, *words]
-        self._lookup = make_lookup(lookup, self._itos)  # also rejects repeated words
-        # What each id decodes to, with and without PAD/BOS/EOS shown.
+        base = [*SPECIAL_TOKENS, *words]
+        self._lookup = make_lookup(lookup, base)  # also rejects repeated words
+        # Added specials stay out of the lookup: text never reaches them.
+        added = new_special_tokens(special_tokens, existing=())
+        self._specials = {t: len(base) + k for k, t in enumerate(added)}
+        self._itos: list[str] = base + added
+        # What each id decodes to, with and without PAD/BOS/EOS shown (added specials show).
         self._shown = list(self._itos)
         self._skipped = list(self._itos)
         for i in (PAD, BOS, EOS):
@@ -145,14 +163,45 @@ class WordTokenizer(Tokenizer):
         """The text this tokenizer actually sees (and ``decode`` gives back)."""
         return normalize(text, self.lowercase, self.nfkc)
 
-    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
-        """Ids of the pre-tokens of the normalised ``text``; unknown ones are ``UNK`` (1)."""
-        ids = self._lookup.lookup_many(pre_tokenize(self.normalize(text)), UNK)
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """The added special tokens -> ids (a copy). PAD/UNK/BOS/EOS have their constants."""
+        return dict(self._specials)
+
+    def with_special_tokens(self, tokens: Iterable[str]) -> WordTokenizer:
+        new = new_special_tokens(tokens, existing=self._specials)
+        return WordTokenizer(
+            self.words,
+            self.lowercase,
+            self.nfkc,
+            self.lookup_name,
+            [*self._specials, *new],
+        )
+
+    def encode(
+        self,
+        text: str,
+        add_bos: bool = False,
+        add_eos: bool = False,
+        allowed_special: AllowedSpecial = (),
+    ) -> list[int]:
+        """Ids of the pre-tokens of the normalised ``text``; unknown ones are ``UNK`` (1).
+
+        An added special token's string is ordinary text unless ``allowed_special`` names
+        it (a set of strings, or ``"all"``); then it is found in the text before
+        normalisation and becomes its id.
+        """
+        allowed = resolve_allowed(allowed_special, self._specials)
+        ids = encode_with_specials(text, allowed, self._specials, self.encode_ordinary)
         if add_bos:
             ids.insert(0, BOS)
         if add_eos:
             ids.append(EOS)
         return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of the pre-tokens of the normalised ``text``, with no special token handling."""
+        return self._lookup.lookup_many(pre_tokenize(self.normalize(text)), UNK)
 
     def decode(self, ids: Sequence[int], keep_special: bool = False) -> str:
         """Join the tokens of ``ids``. PAD, BOS and EOS are dropped unless ``keep_special``;
@@ -176,11 +225,12 @@ class WordTokenizer(Tokenizer):
     @property
     def words(self) -> list[str]:
         """The vocabulary's words in id order (ids 4, 5, ...), without the special tokens."""
-        return self._itos[len(SPECIAL_TOKENS) :]
+        return self._itos[len(SPECIAL_TOKENS) : len(self._itos) - len(self._specials)]
 
     def token_to_id(self, token: str) -> int | None:
         """The id of a token (special tokens included), or None if it is not in the vocabulary."""
-        return self._lookup.lookup(token)
+        found = self._lookup.lookup(token)
+        return self._specials.get(token) if found is None else found
 
     def id_to_token(self, id: int) -> str:
         if not is_token_id(id, self.vocab_size):
@@ -191,35 +241,41 @@ class WordTokenizer(Tokenizer):
         # The lookup strategy is left out on purpose: every strategy gives the same ids.
         if not isinstance(other, WordTokenizer):
             return NotImplemented
-        return (self._itos, self.lowercase, self.nfkc) == (
+        return (self._itos, self._specials, self.lowercase, self.nfkc) == (
             other._itos,
+            other._specials,
             other.lowercase,
             other.nfkc,
         )
 
     def __repr__(self) -> str:
+        specials = f", special_tokens={list(self._specials)}" if self._specials else ""
         return (
             f"WordTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase}, "
-            f"nfkc={self.nfkc}, lookup={self.lookup_name!r})"
+            f"nfkc={self.nfkc}, lookup={self.lookup_name!r}{specials})"
         )
 
     # ---- files ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return {
+        n_words = len(self._itos) - len(self._specials)
+        data = {
             "kind": self.kind,
             "version": FORMAT_VERSION,
             "lowercase": self.lowercase,
             "nfkc": self.nfkc,
-            "vocab": self._itos,  # position = id; the first four are the special tokens
+            "vocab": self._itos[:n_words],  # position = id; the first four are PAD UNK BOS EOS
         }
+        if self._specials:  # ids after the vocab, in this order
+            data.update(version=2, special_tokens=list(self._specials))
+        return data
 
     @classmethod
     def from_dict(
         cls, data: dict, source: str = "tokenizer data", lookup: str = "hash"
     ) -> WordTokenizer:
         """Rebuild from ``to_dict`` output; ``source`` names the file in error messages."""
-        check_header(data, cls.kind, FORMAT_VERSION, source)
+        check_header(data, cls.kind, VERSIONS, source)
         vocab = data.get("vocab")
         flags = data.get("lowercase", False), data.get("nfkc", False)
         if not isinstance(vocab, list) or not all(isinstance(f, bool) for f in flags):
@@ -232,8 +288,9 @@ class WordTokenizer(Tokenizer):
                 f"{source} is corrupt: its vocabulary must start with the special tokens "
                 f"{list(SPECIAL_TOKENS)}, found {vocab[: len(SPECIAL_TOKENS)]}"
             )
+        specials = read_special_list(data, source)
         try:
-            return cls(vocab[len(SPECIAL_TOKENS) :], *flags, lookup=lookup)
+            return cls(vocab[len(SPECIAL_TOKENS) :], *flags, lookup=lookup, special_tokens=specials)
         except ValueError as e:
             raise ValueError(f"{source} is corrupt: {e}") from None
 
