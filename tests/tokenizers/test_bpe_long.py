@@ -144,3 +144,12 @@ def test_both_merges_equal_reference_on_any_merge_list(table):
     want = reference_merge(seq, merges, made)
     assert merge_scan(list(seq), rank, made) == want
     assert merge_long(list(seq), int_ranks(rank), made) == want
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from scratchllm.tokenizers import bpe_merge
+
+    result = doctest.testmod(bpe_merge)
+    assert result.attempted > 0 and result.failed == 0

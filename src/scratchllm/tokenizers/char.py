@@ -61,9 +61,7 @@ class CharTokenizer(Tokenizer):
 
     kind = "char"
 
-    def __init__(
-        self, chars: Iterable[str], unk: bool = False, special_tokens: Iterable[str] = ()
-    ):
+    def __init__(self, chars: Iterable[str], unk: bool = False, special_tokens: Iterable[str] = ()):
         """``chars`` in id order; ``special_tokens`` get the ids after them (and ``<unk>``)."""
         chars = list(chars)
         for i, c in enumerate(chars):
