@@ -5,8 +5,13 @@
   (``resolve_data`` picks by what the user typed).
 - ``dataset``: ``TokenDataset``, a corpus tokenized once into a memory-mapped file, served
   as random or sequential ``(x, y, mask)`` batches with a fixed train/validation split.
+- ``chat``: ``Message`` and ``ChatTemplate`` (role and end-of-turn tokens; ``render`` gives
+  a conversation's ids and the mask of what is learned).
+- ``sft``: ``load_examples``: fine-tuning examples from JSONL (OpenAI messages, Alpaca,
+  prompt/completion), a language as a task, or ``instructions``' stdlib question set.
 """
 
+from scratchllm.data.chat import ChatTemplate, Message
 from scratchllm.data.corpus import (
     Corpus,
     iter_text_file,
@@ -16,12 +21,17 @@ from scratchllm.data.corpus import (
     text_from_spec,
 )
 from scratchllm.data.dataset import Batch, TokenDataset
+from scratchllm.data.sft import Example, load_examples
 
 __all__ = [
     "Batch",
+    "ChatTemplate",
     "Corpus",
+    "Example",
+    "Message",
     "TokenDataset",
     "iter_text_file",
+    "load_examples",
     "read_text_file",
     "resolve_data",
     "stdlib_docs",
