@@ -6,6 +6,9 @@
 - ``BPETokenizer``: byte-level BPE with GPT-2 / GPT-4 pre-tokenization, saved in the
   Hugging Face ``tokenizer.json`` format.
 
+Every kind takes special tokens (chat roles, turn ends) with ``with_special_tokens``:
+reserved ids after the existing ones that text reaches only through ``allowed_special``.
+
 ``load(path)`` reads back whichever of them was saved at ``path``:
 
 >>> import tempfile
