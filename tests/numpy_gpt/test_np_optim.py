@@ -141,7 +141,9 @@ def test_optimizer_state_round_trips_in_pytorchs_layout():
         opt.step(model.forward_backward(x, y)[2])
     for name in a.params:
         np.testing.assert_array_equal(a.params[name], b.params[name])
-    with pytest.raises(ValueError, match="no optimizer state for transformer.h.0.attn.c_attn.weight"):
+    with pytest.raises(
+        ValueError, match="no optimizer state for transformer.h.0.attn.c_attn.weight"
+    ):
         opt_b.load_state({})
 
 

@@ -229,8 +229,13 @@ def read_trainer_state(directory: str | Path) -> tuple[dict[str, Any], dict[str,
         state = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{file}: corrupt trainer state ({e})") from None
-    if not isinstance(state, dict) or "step" not in state:
-        raise ValueError(f"{file}: not a trainer state (no step)")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise ValueError(f"{file}: not a scratchllm trainer state (no integer 'step')")
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(
+            f"{file}: trainer state format {state.get('format')!r}; this scratchllm reads "
+            f"{STATE_FORMAT}"
+        )
     tfile = directory / STATE_TENSORS
     if not tfile.is_file():
         raise FileNotFoundError(f"{tfile}: missing (the checkpoint is incomplete)")
