@@ -102,13 +102,18 @@ class AdamW:
         for (_, wd), p, m, v, g in zip(self.groups, self.flat, self.m, self.v, self.grad):
             if wd:
                 p *= 1.0 - lr * wd
-            m += (g - m) * (1.0 - b1)  # = b1 m + (1 - b1) g, as torch's lerp
+            m *= b1  # m = b1 m + (1 - b1) g
+            m += (1.0 - b1) * g
+            g *= g  # the gradient buffer is refilled next step: use it as scratch
+            g *= 1.0 - b2
             v *= b2
-            v += (1.0 - b2) * (g * g)
-            denom = np.sqrt(v)
-            denom /= bc2_sqrt
+            v += g  # v = b2 v + (1 - b2) g^2
+            denom = np.sqrt(v, out=g)
+            denom *= 1.0 / bc2_sqrt
             denom += self.eps
-            p -= step_size * (m / denom)
+            np.divide(m, denom, out=denom)
+            denom *= step_size
+            p -= denom
         return norm
 
     # -- state, in the layout of torch.optim.AdamW's state_dict ---------------------------------

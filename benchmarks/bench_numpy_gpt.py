@@ -1,0 +1,248 @@
+"""The NumPy GPT against the PyTorch GPT, side by side in one process: a training step
+and token-by-token generation, the same weights and batches for both.
+
+* **train**: one optimizer step as each engine's trainer takes it. NumPy: the scheduled
+  lr, ``NumpyGPT.forward_backward``, clipping and ``numpy_gpt.optim.AdamW``. PyTorch:
+  ``scratchllm.training.train_step_fn`` (the Trainer's update: forward, backward, foreach
+  clip, fused AdamW). float32, dropout 0, clip 1.0.
+* **generate**: batch 1, a 16-token prompt, greedy, KV cache, ``numpy_gpt.generate``
+  against ``scratchllm.generation.generate`` (the tokens are checked equal).
+
+Configurations (``small`` is the issue's: 4 layers x 4 heads x 128 wide, block 64, batch 12,
+vocab 65; ``tiny`` shows per-op overhead)::
+
+    python benchmarks/bench_numpy_gpt.py              # tiny and small, train and generate
+    python benchmarks/bench_numpy_gpt.py --quick      # fewer rounds
+    python benchmarks/bench_numpy_gpt.py --threads 1  # one BLAS / intra-op thread each
+    python benchmarks/bench_numpy_gpt.py --parity     # the parity table instead (no timing)
+
+Rounds alternate between the engines so that load from other processes hits both alike;
+the table shows medians over rounds and the ratio NumPy / PyTorch (below 1: NumPy faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from scratchllm.configs import GPTConfig, TrainConfig
+from scratchllm.generation import generate as torch_generate
+from scratchllm.models import GPT
+from scratchllm.numpy_gpt import NumpyGPT
+from scratchllm.numpy_gpt import generate as numpy_generate
+from scratchllm.numpy_gpt.optim import AdamW
+from scratchllm.training import lr_at, train_step_fn
+
+CONFIGS = {
+    # name: (n_layer, n_head, n_embd, block T, batch B, vocab)
+    "tiny": (2, 2, 32, 32, 4, 65),
+    "small": (4, 4, 128, 64, 12, 65),
+}
+
+
+def engines(name: str):
+    """The same randomly initialised weights in both engines."""
+    L, H, C, T, B, V = CONFIGS[name]
+    config = GPTConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, vocab_size=V)
+    np_model = NumpyGPT(config, seed=0)
+    torch_model = GPT(config)
+    named = dict(torch_model.named_parameters())
+    with torch.no_grad():
+        for n, p in np_model.params.items():
+            named[n].copy_(torch.from_numpy(p))
+    return np_model, torch_model
+
+
+def train_steps(np_model: NumpyGPT, torch_model: GPT):
+    cfg = TrainConfig(lr=1e-3, warmup_iters=0, schedule="constant", grad_clip=1.0)
+    opt = AdamW(np_model, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), grad_clip=cfg.grad_clip)
+    np_model.train()
+    step_no = [0]
+
+    def numpy_step(x: np.ndarray, y: np.ndarray, xt, yt) -> float:
+        _, loss, grads = np_model.forward_backward(x, y)
+        opt.step(grads, lr_at(step_no[0], cfg))
+        step_no[0] += 1
+        return loss
+
+    torch_step = train_step_fn(torch_model, cfg, device="cpu")
+
+    def pytorch_step(x, y, xt, yt) -> float:
+        return torch_step(xt, yt).item()  # .item(): the step is done when it returns
+
+    return {"numpy": numpy_step, "torch": pytorch_step}
+
+
+def time_train(name: str, rounds: int, iters: int) -> dict[str, float]:
+    L, H, C, T, B, V = CONFIGS[name]
+    steps = train_steps(*engines(name))
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(iters):
+        chunk = rng.integers(0, V, size=(B, T + 1))
+        x, y = chunk[:, :-1], chunk[:, 1:]
+        batches.append((x, y, torch.from_numpy(x), torch.from_numpy(y)))
+    losses = {k: [f(*b) for b in batches[:3]] for k, f in steps.items()}  # warm-up
+    assert abs(losses["numpy"][-1] - losses["torch"][-1]) < 1e-3 * losses["torch"][-1]
+    per_round: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, step in steps.items():
+            t0 = time.perf_counter()
+            for b in batches:
+                step(*b)
+            per_round[k].append((time.perf_counter() - t0) / len(batches))
+    return {k: statistics.median(v) for k, v in per_round.items()}
+
+
+def time_generate(name: str, rounds: int, new_tokens: int) -> dict[str, float]:
+    np_model, torch_model = engines(name)
+    torch_model.eval()
+    V = CONFIGS[name][5]
+    prompt = np.random.default_rng(1).integers(0, V, size=16).tolist()
+    new_tokens = min(new_tokens, CONFIGS[name][3] - 16)  # stay inside the context
+    runs = {
+        "numpy": lambda: numpy_generate(np_model, [prompt], new_tokens, temperature=0),
+        "torch": lambda: torch_generate(torch_model, [prompt], new_tokens, temperature=0).numpy(),
+    }
+    outs = {k: f() for k, f in runs.items()}  # warm-up, and the tokens must agree
+    np.testing.assert_array_equal(outs["numpy"], outs["torch"])
+    per_round: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, f in runs.items():
+            t0 = time.perf_counter()
+            f()
+            per_round[k].append(new_tokens / (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in per_round.items()}
+
+
+# -- parity ------------------------------------------------------------------------------------
+
+PARITY_VARIANTS = {
+    "GPT-2 (learned, gelu, bias, tied)": {},
+    "sinusoidal, relu, untied": {"pos": "sinusoidal", "act": "relu", "tie_weights": False},
+    "gelu_tanh, no bias": {"act": "gelu_tanh", "bias": False},
+}
+
+
+def parity_errors(changes: dict, dtype: str) -> tuple[float, float, float]:
+    """Max relative error of the logits, of the loss, and over every parameter's gradient
+    (each tensor's max |difference| / its max |value|), 2 x 4 x 64 model, batch 4 x 32."""
+    config = GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=65, **changes)
+    np_model = NumpyGPT(config, seed=0, dtype=dtype)
+    rng = np.random.default_rng(1)
+    for p in np_model.params.values():  # move off the initialisation: biases and gains matter
+        p += rng.normal(0.0, 0.05, size=p.shape).astype(p.dtype)
+    t_dtype = torch.float64 if dtype == "float64" else torch.float32
+    twin = GPT(config).to(t_dtype)
+    named = dict(twin.named_parameters())
+    with torch.no_grad():
+        for n, p in np_model.params.items():
+            named[n].copy_(torch.from_numpy(p))
+    ids = rng.integers(0, 65, size=(4, 33))
+    x, y = ids[:, :-1], ids[:, 1:]
+    logits, loss, grads = np_model.forward_backward(x, y)
+    t_logits, _ = twin(torch.from_numpy(x))
+    t_loss = torch.nn.functional.cross_entropy(
+        t_logits.reshape(-1, 65), torch.from_numpy(y).reshape(-1)
+    )
+    t_loss.backward()
+    t_logits = t_logits.detach().numpy()
+    e_logits = float(np.abs(logits - t_logits).max() / np.abs(t_logits).max())
+    e_loss = abs(loss - t_loss.item()) / t_loss.item()
+    e_grad = max(
+        float(np.abs(grads[n] - p.grad.numpy()).max() / np.abs(p.grad.numpy()).max())
+        for n, p in twin.named_parameters()
+    )
+    return e_logits, e_loss, e_grad
+
+
+def training_parity(steps: int = 10) -> tuple[float, int]:
+    """Max relative difference of the logged losses over ``steps`` steps of the two
+    trainers from the same weights, on the same character data; and the rows compared."""
+    import tempfile
+    from pathlib import Path
+
+    from scratchllm.data import TokenDataset
+    from scratchllm.numpy_gpt.trainer import NumpyTrainer
+    from scratchllm.tokenizers import CharTokenizer
+    from scratchllm.training import Trainer
+    from scratchllm.training.plot import read_metrics
+
+    text = "the quick brown fox jumps over the lazy dog.\n" * 200
+    with tempfile.TemporaryDirectory() as tmp:
+        data = TokenDataset.from_text(text, CharTokenizer.train(text), Path(tmp) / "data")
+        config = GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=32,
+                           vocab_size=data.vocab_size)  # fmt: skip
+        np_model = NumpyGPT(config, seed=0)
+        twin = GPT(config)
+        named = dict(twin.named_parameters())
+        with torch.no_grad():
+            for n, p in np_model.params.items():
+                named[n].copy_(torch.from_numpy(p))
+        cfg = dict(max_iters=steps, batch_size=8, lr=3e-3, warmup_iters=2, eval_interval=5,
+                   eval_iters=2, log_interval=1, progress=False, device="cpu")  # fmt: skip
+        Trainer(twin, data, TrainConfig(out_dir=f"{tmp}/torch", **cfg)).train()
+        NumpyTrainer(np_model, data, TrainConfig(out_dir=f"{tmp}/numpy", **cfg)).train()
+        rows = [read_metrics(f"{tmp}/{d}/metrics.jsonl") for d in ("torch", "numpy")]
+    diffs = [abs(a["loss"] - b["loss"]) / a["loss"] for a, b in zip(*rows)]
+    return max(diffs), len(diffs)
+
+
+def print_parity() -> None:
+    print("| model | dtype | logits | loss | worst gradient |")
+    print("|---|---|---|---|---|")
+    for label, changes in PARITY_VARIANTS.items():
+        for dtype in ("float64", "float32"):
+            e = parity_errors(changes, dtype)
+            print(f"| {label} | {dtype} | {e[0]:.1e} | {e[1]:.1e} | {e[2]:.1e} |")
+    worst, n = training_parity()
+    print(f"\n{n} training steps, NumpyTrainer vs Trainer (float32, same weights and data): "
+          f"largest relative difference of a logged loss {worst:.1e}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both engines")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--parity", action="store_true", help="print the parity table instead")
+    args = parser.parse_args()
+    if args.parity:
+        print_parity()
+        return
+    rounds, iters = (3, 5) if args.quick else (7, 10)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
+    from threadpoolctl import threadpool_info
+
+    blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info())
+    print(f"numpy {np.__version__} ({blas}); torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    header = f"{'config':<7} {'what':<22} {'numpy':>10} {'torch':>10} {'numpy/torch':>12}"
+    print(header)
+    print("-" * len(header))
+    for name in args.configs:
+        t = time_train(name, rounds, iters)
+        print(
+            f"{name:<7} {'train step (ms)':<22} {t['numpy'] * 1e3:>10.2f} "
+            f"{t['torch'] * 1e3:>10.2f} {t['numpy'] / t['torch']:>11.2f}x"
+        )
+        g = time_generate(name, rounds, 48)
+        print(
+            f"{name:<7} {'generate (tokens/s)':<22} {g['numpy']:>10.0f} {g['torch']:>10.0f} "
+            f"{g['torch'] / g['numpy']:>11.2f}x"
+        )
+    print(
+        "\nnumpy/torch: time ratio (generation: inverse of the tokens/s ratio); < 1 = NumPy faster"
+    )
+
+
+if __name__ == "__main__":
+    main()
