@@ -86,7 +86,11 @@ def test_it_trains_resumes_and_samples_with_torch_unimportable(tmp_path):
         text=True,
         timeout=300,
         # this checkout's package first, whatever is installed
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parents[1])] + sys.path)},
+        env={
+            **os.environ,
+            "OPENBLAS_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(PACKAGE.parents[1])] + sys.path),
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
