@@ -32,7 +32,7 @@ import torch
 from scratchllm.configs import GPTConfig, TrainConfig
 from scratchllm.generation import generate as torch_generate
 from scratchllm.models import GPT
-from scratchllm.numpy_gpt import NumpyGPT
+from scratchllm.numpy_gpt import NumpyGPT, parallel
 from scratchllm.numpy_gpt import generate as numpy_generate
 from scratchllm.numpy_gpt.optim import AdamW
 from scratchllm.training import lr_at, train_step_fn
@@ -218,13 +218,14 @@ def main() -> None:
     if args.threads:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(args.threads)
+        threadpool_limits(args.threads)  # NumPy's BLAS
+        parallel.set_num_threads(args.threads)  # NumPy's elementwise work
         torch.set_num_threads(args.threads)
     from threadpoolctl import threadpool_info
 
     blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info())
-    print(f"numpy {np.__version__} ({blas}); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(f"numpy {np.__version__} ({blas}, {parallel.get_num_threads()} elementwise); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
     header = f"{'config':<7} {'what':<22} {'numpy':>10} {'torch':>10} {'numpy/torch':>12}"
     print(header)
     print("-" * len(header))

@@ -22,7 +22,8 @@ every head of every row at once; that is how ``multi_head_attention`` uses it.
 ``H`` heads in one matrix product (``[C] -> [3C]``), the heads attend independently on
 their own ``D = C / H`` features, their outputs are laid side by side and ``c_proj``
 mixes them back (``[C] -> [C]``). Dropout (training only) acts on the attention
-weights and on the output, where the PyTorch GPT applies it.
+weights and on the output, where the PyTorch GPT applies it; the weights' mask is drawn
+before the heads run, so the heads themselves are deterministic.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from scratchllm.numpy_gpt.dropout import dropout, dropout_backward
+from scratchllm.numpy_gpt.dropout import dropout, dropout_backward, dropout_mask
 from scratchllm.numpy_gpt.linear import linear, linear_backward
+from scratchllm.numpy_gpt.parallel import run_parts, split_rows
 
 
 def attention_head(
@@ -41,13 +43,13 @@ def attention_head(
     k: np.ndarray,
     v: np.ndarray,
     bias: np.ndarray | None = None,
-    dropout_p: float = 0.0,
-    rng: np.random.Generator | None = None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple]:
     """``(out [..., Tq, D], cache)`` for ``q [..., Tq, D]``, ``k, v [..., Tk, D]``.
 
     ``bias`` broadcasts against the scores ``[..., Tq, Tk]`` (``masks.attention_bias``);
     a row whose keys are all masked would be NaN, so masks keep each query's own slot.
+    ``keep`` is a dropout mask for the weights (``dropout.dropout_mask``), or None.
 
     >>> q = k = np.eye(2)                      # two tokens, orthogonal keys
     >>> v = np.array([[1.0, 0.0], [0.0, 1.0]])
@@ -63,11 +65,7 @@ def attention_head(
     s -= s.max(axis=-1, keepdims=True)  # softmax, shifted so exp cannot overflow
     w = np.exp(s, out=s)
     w /= w.sum(axis=-1, keepdims=True)
-    keep = None
-    if dropout_p > 0.0:
-        w_used, keep = dropout(w, dropout_p, rng)
-    else:
-        w_used = w
+    w_used = w if keep is None else w * keep
     return w_used @ v, (q, k, v, w, w_used, keep, scale)
 
 
@@ -79,7 +77,7 @@ def attention_head_backward(
     dv = w_used.swapaxes(-1, -2) @ dout  # (..., Tk, D)
     dw = dout @ v.swapaxes(-1, -2)  # (..., Tq, Tk)
     if keep is not None:
-        dw = dropout_backward(dw, keep)
+        dw *= keep
     # softmax backward: dS = W * (dW - sum_j dW_j W_j); masked entries have W = 0
     row = np.einsum("...ij,...ij->...i", dw, w)[..., None]
     dw -= row
@@ -114,26 +112,39 @@ def multi_head_attention(
     """``(y [B, T, C], cache)``: self-attention of ``x [B, T, C]``.
 
     ``p`` holds ``c_attn.weight [3C, C]``, ``c_proj.weight [C, C]`` and their biases
-    (absent with ``bias=False``); ``bias`` is the attention bias (the masks).
+    (absent with ``bias=False``); ``bias`` is the attention bias (the masks). The heads
+    of different rows run in parallel (``parallel.split_rows``).
     """
     qkv = linear(x, p["c_attn.weight"], p.get("c_attn.bias"))  # (B, T, 3C)
     q, k, v = split_heads(qkv, n_head)  # 3 x (B, H, T, D)
-    y, head_cache = attention_head(q, k, v, bias, dropout_p, rng)  # (B, H, T, D)
+    B, H, T, D = q.shape
+    keep = dropout_mask((B, H, T, T), dropout_p, rng, x.dtype) if dropout_p > 0 else None
+    y = np.empty_like(q)  # (B, H, T, D)
+    parts = split_rows(B, H * T * T)
+    head_caches: dict[int, tuple] = {}
+
+    def rows(r: slice) -> None:
+        b = bias[r] if bias is not None and bias.ndim == 4 and bias.shape[0] == B else bias
+        y[r], head_caches[r.start] = attention_head(
+            q[r], k[r], v[r], b, None if keep is None else keep[r]
+        )
+
+    run_parts(rows, parts)
     y = merge_heads(y)  # (B, T, C)
     out = linear(y, p["c_proj.weight"], p.get("c_proj.bias"))
-    keep = None
+    keep_out = None
     if dropout_p > 0.0:
-        out, keep = dropout(out, dropout_p, rng)
-    return out, (x, y, head_cache, keep, p)
+        out, keep_out = dropout(out, dropout_p, rng)
+    return out, (x, y, parts, head_caches, keep_out, p)
 
 
 def multi_head_attention_backward(
     dout: np.ndarray, cache: tuple
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(dx, grads)`` with ``grads`` named as ``p``'s entries."""
-    x, y, head_cache, keep, p = cache
-    if keep is not None:
-        dout = dropout_backward(dout, keep)
+    x, y, parts, head_caches, keep_out, p = cache
+    if keep_out is not None:
+        dout = dropout_backward(dout, keep_out)
     grads: dict[str, np.ndarray] = {}
     dy, grads["c_proj.weight"], db = linear_backward(
         dout, y, p["c_proj.weight"], "c_proj.bias" in p
@@ -141,12 +152,15 @@ def multi_head_attention_backward(
     if db is not None:
         grads["c_proj.bias"] = db
     B, T, C = dy.shape
-    H = head_cache[0].shape[1]
+    H = head_caches[0][0].shape[1]
     dy = dy.reshape(B, T, H, C // H).transpose(0, 2, 1, 3)  # (B, H, T, D), a view
-    dq, dk, dv = attention_head_backward(dy, head_cache)
     dqkv = np.empty((B, T, 3, H, C // H), dtype=dy.dtype)
-    for i, d in enumerate((dq, dk, dv)):
-        dqkv[:, :, i] = d.transpose(0, 2, 1, 3)
+
+    def rows(r: slice) -> None:
+        for i, d in enumerate(attention_head_backward(dy[r], head_caches[r.start])):
+            dqkv[r, :, i] = d.transpose(0, 2, 1, 3)  # (b, H, T, D) -> (b, T, H, D)
+
+    run_parts(rows, parts)
     dqkv = dqkv.reshape(B, T, 3 * C)
     dx, grads["c_attn.weight"], db = linear_backward(
         dqkv, x, p["c_attn.weight"], "c_attn.bias" in p

@@ -47,7 +47,8 @@ def block(
     eps = config.layer_norm_epsilon
     h, ln1 = layer_norm(x, p["ln_1.weight"], p.get("ln_1.bias"), eps)
     a, attn = multi_head_attention(h, sub(p, "attn."), config.n_head, bias, dropout_p, rng)
-    x = x + a
+    a += x  # the residual, into the branch's own fresh array (x itself is left as it was)
+    x = a
     h, ln2 = layer_norm(x, p["ln_2.weight"], p.get("ln_2.bias"), eps)
     m, ffn = mlp(h, sub(p, "mlp."), config.act, dropout_p, rng)
     x += m  # x is this block's own array now: adding in place is safe

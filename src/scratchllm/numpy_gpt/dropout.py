@@ -12,6 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def dropout_mask(shape, p: float, rng: np.random.Generator, dtype) -> np.ndarray:
+    """0 or ``1 / (1 - p)`` per element: the factor both passes multiply by."""
+    draw_dtype = dtype if np.dtype(dtype) in (np.float32, np.float64) else np.float64
+    scale = (rng.random(shape, dtype=draw_dtype) >= p).astype(dtype)
+    scale *= 1.0 / (1.0 - p)
+    return scale
+
+
 def dropout(x: np.ndarray, p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``(y, scale)``: ``scale`` (0 or ``1/(1-p)`` per element) is the backward's factor.
 
@@ -19,9 +27,7 @@ def dropout(x: np.ndarray, p: float, rng: np.random.Generator) -> tuple[np.ndarr
     >>> sorted(set(y.tolist()))  # dropped, or kept and doubled
     [0.0, 2.0]
     """
-    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
-    scale = (rng.random(x.shape, dtype=dtype) >= p).astype(x.dtype)
-    scale *= 1.0 / (1.0 - p)
+    scale = dropout_mask(x.shape, p, rng, x.dtype)
     return x * scale, scale
 
 

@@ -20,26 +20,35 @@ from __future__ import annotations
 
 import numpy as np
 
+from scratchllm.numpy_gpt.parallel import for_rows
+
 
 def layer_norm(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, eps: float
 ) -> tuple[np.ndarray, tuple]:
     """``(y, cache)`` for ``x [..., C]``; ``cache`` is what ``layer_norm_backward`` needs.
+    Rows (tokens) are independent: they run in parallel (``parallel.for_rows``).
 
     >>> y, _ = layer_norm(np.array([[1.0, 2.0, 3.0]]), np.ones(3), None, 0.0)
     >>> y.round(4).tolist()  # centred, unit variance: (x - 2) / sqrt(2/3)
     [[-1.2247, 0.0, 1.2247]]
     """
-    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mu
-    var = np.einsum("...c,...c->...", xc, xc)[..., None] / x.shape[-1]  # one pass, no x**2 copy
-    r = 1.0 / np.sqrt(var + eps)  # (..., 1)
-    xhat = xc
-    xhat *= r  # reuses xc's memory: xc is not needed again
-    y = xhat * w
-    if b is not None:
-        y += b
-    return y, (xhat, r, w, b is not None)
+    C = x.shape[-1]
+    X = np.ascontiguousarray(x).reshape(-1, C)  # (N, C)
+    xhat, y = np.empty_like(X), np.empty_like(X)
+    r = np.empty((X.shape[0], 1), dtype=X.dtype)
+
+    def rows(s: slice) -> None:
+        xc = np.subtract(X[s], X[s].mean(axis=-1, keepdims=True), out=xhat[s])
+        var = np.einsum("nc,nc->n", xc, xc)[:, None] / C  # one pass, no (x - mu)**2 copy
+        np.divide(1.0, np.sqrt(var + eps), out=r[s])
+        xc *= r[s]  # xhat, in place
+        np.multiply(xc, w, out=y[s])
+        if b is not None:
+            y[s] += b
+
+    for_rows(rows, X.shape[0], C)
+    return y.reshape(x.shape), (xhat, r, w, b is not None)
 
 
 def layer_norm_backward(
@@ -48,13 +57,18 @@ def layer_norm_backward(
     """``(dx, dw, db)`` given ``dy = dL/dy``; db is None without a bias."""
     xhat, r, w, has_bias = cache
     C = xhat.shape[-1]
-    dy2, xhat2 = dy.reshape(-1, C), xhat.reshape(-1, C)
-    dw = np.einsum("nc,nc->c", dy2, xhat2)  # sum over tokens of dy * xhat
-    db = dy2.sum(axis=0) if has_bias else None
-    g = dy * w  # (..., C) the gradient reaching xhat
-    mean_g = g.mean(axis=-1, keepdims=True)
-    mean_gx = np.einsum("...c,...c->...", g, xhat)[..., None] / C
-    g -= mean_g
-    g -= xhat * mean_gx
-    g *= r
-    return g, dw, db
+    DY = np.ascontiguousarray(dy).reshape(-1, C)
+    dw = np.einsum("nc,nc->c", DY, xhat)  # sum over tokens of dy * xhat
+    db = DY.sum(axis=0) if has_bias else None
+    dx = np.empty_like(xhat)
+
+    def rows(s: slice) -> None:
+        g = np.multiply(DY[s], w, out=dx[s])  # the gradient reaching xhat
+        mean_g = g.mean(axis=-1, keepdims=True)
+        mean_gx = np.einsum("nc,nc->n", g, xhat[s])[:, None] / C
+        g -= mean_g
+        g -= xhat[s] * mean_gx
+        g *= r[s]
+
+    for_rows(rows, xhat.shape[0], C)
+    return dx.reshape(dy.shape), dw, db

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from scratchllm.numpy_gpt.model import NumpyGPT
+from scratchllm.numpy_gpt.parallel import for_rows
 
 
 def decay_groups(model: NumpyGPT) -> tuple[list[str], list[str]]:
@@ -100,20 +101,24 @@ class AdamW:
         step_size = lr / (1.0 - b1**self.t)
         bc2_sqrt = math.sqrt(1.0 - b2**self.t)
         for (_, wd), p, m, v, g in zip(self.groups, self.flat, self.m, self.v, self.grad):
-            if wd:
-                p *= 1.0 - lr * wd
-            m *= b1  # m = b1 m + (1 - b1) g
-            m += (1.0 - b1) * g
-            g *= g  # the gradient buffer is refilled next step: use it as scratch
-            g *= 1.0 - b2
-            v *= b2
-            v += g  # v = b2 v + (1 - b2) g^2
-            denom = np.sqrt(v, out=g)
-            denom *= 1.0 / bc2_sqrt
-            denom += self.eps
-            np.divide(m, denom, out=denom)
-            denom *= step_size
-            p -= denom
+
+            def update(r: slice, wd=wd, p=p, m=m, v=v, g=g) -> None:
+                if wd:
+                    p[r] *= 1.0 - lr * wd
+                m[r] *= b1  # m = b1 m + (1 - b1) g
+                m[r] += (1.0 - b1) * g[r]
+                g[r] *= g[r]  # the gradient buffer is refilled next step: use it as scratch
+                g[r] *= 1.0 - b2
+                v[r] *= b2
+                v[r] += g[r]  # v = b2 v + (1 - b2) g^2
+                denom = np.sqrt(v[r], out=g[r])
+                denom *= 1.0 / bc2_sqrt
+                denom += self.eps
+                np.divide(m[r], denom, out=denom)
+                denom *= step_size
+                p[r] -= denom
+
+            for_rows(update, p.size, 1)  # every entry on its own: in parallel
         return norm
 
     # -- state, in the layout of torch.optim.AdamW's state_dict ---------------------------------

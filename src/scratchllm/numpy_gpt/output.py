@@ -22,6 +22,7 @@ import numpy as np
 
 from scratchllm.numpy_gpt.layer_norm import layer_norm, layer_norm_backward
 from scratchllm.numpy_gpt.linear import linear, linear_backward
+from scratchllm.numpy_gpt.parallel import for_rows
 
 
 def output_layer(
@@ -73,25 +74,33 @@ def cross_entropy(
     if targets.shape != (B, T):
         raise ValueError(f"targets shape {tuple(targets.shape)} must be (B, T) = {(B, T)}")
     keep = counted_positions(targets, loss_mask).reshape(-1)  # (N,)
-    z = logits.reshape(B * T, V) - logits.reshape(B * T, V).max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    sum_e = e.sum(axis=-1, keepdims=True)  # (N, 1)
-    logp = z - np.log(sum_e)  # (N, V)
-    rows = np.flatnonzero(keep)
-    n = rows.size
-    nll = -logp[rows, targets.reshape(-1)[rows]]  # (n,)
-    loss_rows = nll
-    if label_smoothing:
-        loss_rows = (1.0 - label_smoothing) * nll - label_smoothing * logp[rows].mean(axis=-1)
-    loss = float(loss_rows.sum() / n) if n else float("nan")
-    if not grad:
-        return loss, None
-    d = e
-    d /= sum_e  # softmax
-    d[~keep] = 0.0
-    if label_smoothing:
-        d[rows] -= label_smoothing / V
-    d[rows, targets.reshape(-1)[rows]] -= 1.0 - label_smoothing
-    if n:
-        d *= 1.0 / n
-    return loss, d.reshape(B, T, V)
+    n = int(keep.sum())
+    tgt = np.where(keep, targets.reshape(-1), 0)  # (N,) a safe index where not counted
+    L = np.ascontiguousarray(logits).reshape(B * T, V)
+    loss_rows = np.empty(B * T, dtype=L.dtype)
+    d = np.empty_like(L) if grad else None
+
+    def rows(s: slice) -> None:  # positions are independent: in parallel (for_rows)
+        z = L[s] - L[s].max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        sum_e = e.sum(axis=-1, keepdims=True)  # (n, 1)
+        log_sum = np.log(sum_e)[:, 0]
+        i = np.arange(z.shape[0])
+        nll = log_sum - z[i, tgt[s]]  # -log p[target]
+        if label_smoothing:  # (1 - eps) nll + eps * mean_v(-log p[v])
+            nll = (1.0 - label_smoothing) * nll + label_smoothing * (log_sum - z.mean(axis=-1))
+        loss_rows[s] = nll
+        if d is None:
+            return
+        dr = np.divide(e, sum_e, out=d[s])  # softmax
+        dr[~keep[s]] = 0.0
+        counted = np.flatnonzero(keep[s])
+        if label_smoothing:
+            dr[counted] -= label_smoothing / V
+        dr[counted, tgt[s][counted]] -= 1.0 - label_smoothing
+        if n:
+            dr *= 1.0 / n
+
+    for_rows(rows, B * T, V)
+    loss = float(loss_rows[keep].sum() / n) if n else float("nan")
+    return loss, None if d is None else d.reshape(B, T, V)
