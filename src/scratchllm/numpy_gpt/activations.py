@@ -62,9 +62,8 @@ def normal_cdf32(
     t *= _INV_SQRT_2 * _AS_P  # p * a, with a = |x| / sqrt 2
     t += 1.0
     np.reciprocal(t, out=t)  # t = 1 / (1 + p a)
-    tail = np.multiply(
-        t, _AS_HALF[4], out=cdf
-    )  # Horner: ((((a5 t + a4) t + a3) t + a2) t + a1) t / 2
+    # Horner, into cdf's memory: ((((a5 t + a4) t + a3) t + a2) t + a1) t / 2
+    tail = np.multiply(t, _AS_HALF[4], out=cdf)
     for c in _AS_HALF[3::-1]:
         tail += c
         tail *= t
