@@ -16,7 +16,7 @@ from scratchllm.data import TokenDataset
 from scratchllm.data.languages import get as get_language
 from scratchllm.generation import generate as torch_generate
 from scratchllm.models import load as load_torch_model
-from scratchllm.numpy_gpt import NumpyGPT, generate
+from scratchllm.numpy_gpt import NumpyGPT, generate, load_model
 from scratchllm.numpy_gpt.checkpoint import load_checkpoint
 from scratchllm.numpy_gpt.data import get_batch
 from scratchllm.numpy_gpt.trainer import NumpyTrainer, TrainingDiverged
@@ -227,3 +227,15 @@ def test_float64_training_stays_float64(data, tmp_path):
     assert load_checkpoint(tmp_path).model.dtype == np.float64
     assert all(p.dtype == np.float64 for p in model.params.values())
     assert torch.load  # the PyTorch engine is still importable in this process (sanity)
+
+
+def test_both_engines_started_from_one_checkpoint_log_the_same_losses(data, tmp_path):
+    """What ``scratchllm train --init-from C`` will do for each engine: load C's weights
+    into that engine's model and train with the same seed and data."""
+    model_for(data).save(tmp_path / "init")
+    torch_model = load_torch_model(tmp_path / "init")
+    numpy_model_ = load_model(tmp_path / "init")
+    Trainer(torch_model, data, config(tmp_path / "torch")).train()
+    NumpyTrainer(numpy_model_, data, config(tmp_path / "numpy")).train()
+    for a, b in zip(rows(tmp_path / "numpy"), rows(tmp_path / "torch")):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]

@@ -8,6 +8,7 @@ GIL inside each operation, so Python threads really run in parallel. Each row's 
 is computed exactly as it would be alone, so the answer does not depend on the number
 of threads (a test checks it bit for bit).
 
+>>> import numpy as np
 >>> out = np.empty(6)
 >>> for_rows(lambda rows: np.multiply(np.arange(6.0)[rows], 2.0, out=out[rows]), 6, 1)
 >>> out.tolist()
@@ -20,11 +21,9 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 MIN_ELEMENTS = 1 << 16  # per part: below this, dispatching costs more than it saves
 
-_threads: int | None = None  # None: every core this process may use
+_threads: int | None = None  # None until first asked: then every core this process may use
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -37,7 +36,10 @@ def available_cores() -> int:
 
 def get_num_threads() -> int:
     """How many threads the elementwise work uses (``set_num_threads``; default: all cores)."""
-    return available_cores() if _threads is None else _threads
+    global _threads
+    if _threads is None:
+        _threads = available_cores()
+    return _threads
 
 
 def set_num_threads(n: int | None) -> None:
@@ -46,7 +48,7 @@ def set_num_threads(n: int | None) -> None:
     global _threads, _pool
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"threads ({n!r}) must be a positive integer or None")
-    _threads = n
+    _threads = available_cores() if n is None else n
     if _pool is not None:
         _pool.shutdown(wait=True)
         _pool = None
@@ -55,9 +57,11 @@ def set_num_threads(n: int | None) -> None:
 def split_rows(n_rows: int, row_size: int) -> list[slice]:
     """Consecutive slices covering ``range(n_rows)``: one per thread, as long as each part
     holds at least ``MIN_ELEMENTS`` elements (``row_size`` per row)."""
-    parts = min(get_num_threads(), n_rows, max(1, n_rows * row_size // MIN_ELEMENTS))
-    cuts = np.linspace(0, n_rows, parts + 1).astype(int)
-    return [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    parts = min(get_num_threads(), n_rows, n_rows * row_size // MIN_ELEMENTS)
+    if parts <= 1:
+        return [slice(0, n_rows)]
+    cuts = [n_rows * i // parts for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def run_parts(work: Callable[[slice], None], parts: list[slice]) -> None:
