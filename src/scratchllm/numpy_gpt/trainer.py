@@ -52,6 +52,7 @@ from scratchllm.numpy_gpt.checkpoint import (
     save_checkpoint,
 )
 from scratchllm.numpy_gpt.data import get_batch
+from scratchllm.numpy_gpt.memory import keep_freed_memory
 from scratchllm.numpy_gpt.model import NumpyGPT
 from scratchllm.numpy_gpt.optim import AdamW
 from scratchllm.training.plot import plot_metrics, read_metrics
@@ -218,6 +219,7 @@ class NumpyTrainer:
 
     def _setup(self) -> None:
         cfg = self.config
+        keep_freed_memory()  # the step's arrays are reused, not faulted in afresh
         resuming = self._resume_from is not None
         if not resuming:
             random.seed(cfg.seed)
