@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from scratchllm.files import write_json
+
 if TYPE_CHECKING:
     import torch
 
@@ -418,9 +420,7 @@ class TokenDataset:
             tmp_mask.replace(directory / MASK_FILE)
         else:
             (directory / MASK_FILE).unlink(missing_ok=True)  # a stale mask from an old build
-        meta_tmp = directory / (META_FILE + ".tmp")
-        meta_tmp.write_text(json.dumps(asdict(meta), indent=2) + "\n", encoding="utf-8")
-        meta_tmp.replace(directory / META_FILE)
+        write_json(directory / META_FILE, asdict(meta))
         return cls(directory)
 
 

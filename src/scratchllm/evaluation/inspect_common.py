@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scratchllm.files import atomic_write
+
 # How a token is shown on an axis: invisible characters get a visible stand-in.
 _VISIBLE = {"\n": "\\n", "\t": "\\t", " ": "␣", "\r": "\\r", "": "∅"}
 
@@ -46,12 +48,8 @@ def new_figure(width: float, height: float) -> Any:
 
 def save_figure(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` as PNG; a half-written file never replaces a whole one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png")  # constrained layout already fits the labels: one draw
-    tmp.replace(path)
-    return path
+    # constrained layout already fits the labels: one draw
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def label_size(n: int) -> float:

@@ -28,6 +28,8 @@ from typing import Literal
 
 import regex
 
+from scratchllm.files import write_bytes
+
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -223,7 +225,7 @@ def write_json(path: Path, data: dict) -> None:
         raw = text.encode("utf-8")
     except UnicodeEncodeError:
         raw = json.dumps(data, indent=1).encode("ascii")
-    path.write_bytes(raw + b"\n")
+    write_bytes(path, raw + b"\n")  # a reader never sees half a tokenizer
 
 
 def save_json_tokenizer(directory: str | Path, data: dict) -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from scratchllm.files import atomic_write
+
 
 def read_metrics(path: str | Path) -> list[dict]:
     """Every JSON object in a ``metrics.jsonl`` file, in order. A line cut short by a crash
@@ -51,9 +53,5 @@ def plot_metrics(metrics: str | Path | list[dict], png: str | Path, title: str =
     ax.grid(True, alpha=0.3)
     if train or val:
         ax.legend()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(png.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(png)  # a half-written plot never replaces a whole one
-    return png
+    # a half-written plot never replaces a whole one
+    return atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
