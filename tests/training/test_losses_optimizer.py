@@ -7,9 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scratchllm.models import GPT, MLPLM, RNNLM, GPTConfig, MLPConfig, RNNConfig, lm_loss
+from scratchllm.models import (
+    GPT,
+    MLPLM,
+    RNNLM,
+    GPTConfig,
+    MLPConfig,
+    RNNConfig,
+    label_smoothing,
+    lm_loss,
+)
 from scratchllm.training import TrainConfig, configure_optimizer, decay_groups, masked_cross_entropy
-from scratchllm.training.losses import smoothing_correction
 
 
 def _batch(seed=0, B=3, T=5, V=7):
@@ -33,9 +41,11 @@ def test_masked_cross_entropy_matches_torch(eps):
 
 
 @pytest.mark.parametrize("eps", [0.05, 0.3])
-def test_smoothing_correction_turns_lm_loss_into_smoothed_loss(eps):
+def test_lm_loss_inside_label_smoothing_is_the_smoothed_loss(eps):
     logits, targets, mask = _batch(seed=1)
-    total = lm_loss(logits, targets, mask) + smoothing_correction(logits, targets, mask, eps)
+    with label_smoothing(eps):  # how the Trainer asks every model's loss for smoothing
+        total = lm_loss(logits, targets, mask)
+    assert float(lm_loss(logits, targets, mask)) != pytest.approx(float(total))  # scoped
     keep = mask.reshape(-1)
     ref = F.cross_entropy(
         logits.reshape(-1, 7)[keep], targets.reshape(-1)[keep], label_smoothing=eps
@@ -120,3 +130,34 @@ def test_no_trainable_parameters_is_a_clear_error():
 
     with pytest.raises(ValueError, match="no trainable parameters"):
         configure_optimizer(NGram(NGramConfig(vocab_size=5)), TrainConfig())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=5)),
+        lambda: MLPLM(MLPConfig(n=3, vocab_size=5, n_embd=4, n_hidden=8)),
+        lambda: RNNLM(RNNConfig(cell="gru", vocab_size=5, n_embd=4, n_hidden=8, block_size=4)),
+    ],
+    ids=["gpt", "mlp", "gru"],
+)
+def test_a_float64_model_keeps_float64_in_its_loss(make):
+    # Gradient checks in float64 must not silently lose precision in the loss.
+    torch.manual_seed(0)
+    model = make().double()
+    x = torch.randint(0, 5, (2, 4))
+    y = torch.randint(0, 5, (2, 4))
+    logits, loss = model(x, y)
+    assert logits.dtype == loss.dtype == torch.float64
+    ref = F.cross_entropy(logits.reshape(-1, 5), y.reshape(-1))
+    torch.testing.assert_close(loss, ref, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_logits_give_a_float32_loss(dtype):
+    logits, targets, mask = _batch(seed=2)
+    loss = lm_loss(logits.to(dtype), targets, mask)
+    assert loss.dtype == torch.float32
+    ref = F.cross_entropy(logits.to(dtype).double().reshape(-1, 7)[mask.reshape(-1)],
+                          targets.reshape(-1)[mask.reshape(-1)])  # fmt: skip
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-5)

@@ -7,12 +7,17 @@ from scratchllm.configs.models import (
     CONFIGS,
     FFNS,
     MLP_ACTIVATIONS,
+    MODEL_NAMES,
     NORMS,
     POSITIONS,
     GPTConfig,
     MLPConfig,
     NGramConfig,
     RNNConfig,
+    config_class,
+    config_defaults,
+    make_config,
+    resolve_family,
 )
 from scratchllm.configs.train import TrainConfig
 
@@ -22,6 +27,7 @@ __all__ = [
     "CONFIGS",
     "FFNS",
     "MLP_ACTIVATIONS",
+    "MODEL_NAMES",
     "NORMS",
     "POSITIONS",
     "GPTConfig",
@@ -29,4 +35,8 @@ __all__ = [
     "NGramConfig",
     "RNNConfig",
     "TrainConfig",
+    "config_class",
+    "config_defaults",
+    "make_config",
+    "resolve_family",
 ]

@@ -8,7 +8,9 @@ a config file) does so without importing PyTorch, as litgpt's ``config.py`` does
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 # The names each choice may take; the modules map them to their implementations.
 POSITIONS = ("learned", "sinusoidal", "rope")
@@ -159,3 +161,58 @@ CONFIGS: dict[str, type] = {
     "rnn": RNNConfig,
     "ngram": NGramConfig,
 }
+
+# The names a person may give a model by: a family, or a cell of the rnn family ("gru" is
+# the rnn family with cell="gru": one module serves the three cells).
+MODEL_NAMES = ("gpt", "mlp", *CELLS, "ngram")
+
+
+def resolve_family(name: str) -> tuple[str, dict[str, Any]]:
+    """``(family, the config values the name fixes)`` for a model name.
+
+    >>> resolve_family("gpt"), resolve_family("gru")
+    (('gpt', {}), ('rnn', {'cell': 'gru'}))
+    """
+    if name in CONFIGS and name != "rnn":
+        return name, {}
+    if name in CELLS:
+        return "rnn", {"cell": name}
+    raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+
+
+def config_class(name: str) -> type:
+    """The config dataclass of a model name (``"lstm"`` -> ``RNNConfig``)."""
+    return CONFIGS[resolve_family(name)[0]]
+
+
+def config_defaults(name: str) -> dict[str, Any]:
+    """Every field of the name's config that a person may set -> its default. The fields
+    the name fixes (an rnn cell) and ``vocab_size`` (the tokenizer decides it) are left out.
+
+    >>> config_defaults("mlp")["n_hidden"], "cell" in config_defaults("lstm")
+    (256, False)
+    """
+    fixed = {"vocab_size", *resolve_family(name)[1]}
+    fields = dataclasses.fields(config_class(name))
+    return {f.name: f.default for f in fields if f.name not in fixed}
+
+
+def make_config(name: str, **values: Any) -> Any:
+    """The config of a model name from ``values`` (the name's fixed values added).
+
+    A field the family does not have is a ``ValueError`` naming the family's fields.
+
+    >>> make_config("gru", vocab_size=5, n_hidden=8).cell
+    'gru'
+    """
+    family, fixed = resolve_family(name)
+    cls = CONFIGS[family]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        settable = sorted(config_defaults(name)) + ["vocab_size"]
+        raise ValueError(
+            f"{name} has no setting {', '.join(map(repr, unknown))}; its settings are: "
+            f"{', '.join(sorted(settable))}"
+        )
+    return cls(**{**values, **fixed})

@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# The training window of a model with no block size of its own (the n-gram and MLP models,
+# which read a fixed n - 1 tokens): long enough that a batch has many targets per window.
+DEFAULT_BLOCK_SIZE = 64
 DTYPES = ("float32", "bfloat16")  # float32 = no autocast
 SCHEDULES = ("cosine", "constant")
 
@@ -38,7 +41,7 @@ class TrainConfig:
     # -- how long, and on what ------------------------------------------------------------
     max_iters: int = 2000  # optimizer steps in the whole run
     batch_size: int = 12  # windows per micro-batch per process
-    block_size: int | None = None  # tokens per window; None: the model's block_size (or 64)
+    block_size: int | None = None  # tokens per window; None: see resolve_block_size
     gradient_accumulation_steps: int = 1  # micro-batches summed into one optimizer step
 
     # -- AdamW and the learning-rate schedule -----------------------------------------------
@@ -118,6 +121,23 @@ class TrainConfig:
         if self.warmup_iters is not None:
             return self.warmup_iters
         return min(100, self.decay_iters // 20)
+
+    def resolve_block_size(self, model_block_size: int | None) -> int:
+        """The tokens per training window, decided here and only here: ``block_size`` if
+        set, else the model's own ``block_size`` (GPT, RNN), else ``DEFAULT_BLOCK_SIZE``.
+
+        >>> TrainConfig().resolve_block_size(256), TrainConfig().resolve_block_size(None)
+        (256, 64)
+        >>> TrainConfig(block_size=32).resolve_block_size(256)
+        32
+        """
+        block = self.block_size or model_block_size or DEFAULT_BLOCK_SIZE
+        if model_block_size is not None and block > model_block_size:
+            raise ValueError(
+                f"block_size ({block}) is longer than the model's block_size "
+                f"({model_block_size}); train with block_size <= {model_block_size}"
+            )
+        return block
 
     # -- serialisation ------------------------------------------------------------------------
 

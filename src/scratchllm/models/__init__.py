@@ -1,9 +1,17 @@
 """Language models, one module per family, all with one shape (see ``base``).
 
-Importing a family module registers it, so ``load`` can read it back.
+Importing a family module registers it, so ``load`` can read it back and ``build`` can
+make it from its name (this package imports every family).
 """
 
-from scratchllm.models.base import LanguageModel, lm_loss, load, read_config
+from scratchllm.models.base import (
+    LanguageModel,
+    build,
+    label_smoothing,
+    lm_loss,
+    load,
+    read_config,
+)
 from scratchllm.models.gpt import GPT, GPTConfig
 from scratchllm.models.mlp import MLPLM, MLPConfig
 from scratchllm.models.ngram import NGram, NGramConfig
@@ -19,6 +27,8 @@ __all__ = [
     "NGramConfig",
     "RNNConfig",
     "RNNLM",
+    "build",
+    "label_smoothing",
     "lm_loss",
     "load",
     "read_config",

@@ -10,7 +10,15 @@ see), and saves itself as a directory a person can read::
       config.json        {"family": "gpt", "config": {...}, "scratchllm_version": "0.1.0"}
       model.safetensors  the parameters and buffers (no pickle)
 
-``scratchllm.models.load(directory)`` reads any family back.
+``scratchllm.models.load(directory)`` reads any family back, and
+``scratchllm.models.build(name, **config_values)`` makes any family from its name
+(``"gpt"``, ``"lstm"``, ...) and config values: both go through the one registry here,
+filled by ``@register`` as each family module is imported.
+
+**The loss.** Every family computes its loss with ``lm_loss``, so there is one place
+where it is decided: the mean cross-entropy of the positions that count, computed in
+the logits' own precision (half precision is upcast to float32; float64 stays float64),
+with label smoothing when a trainer asks for it (``label_smoothing(eps)``).
 
 Incremental decoding (KV cache for GPT, carried hidden state for RNNs) is an
 optional second path used by ``scratchllm.generation``: a model that supports
@@ -21,8 +29,11 @@ last ``context_length`` tokens for models that do not.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchllm import __version__
+from scratchllm.configs.models import make_config, resolve_family
+from scratchllm.files import atomic_write, write_json
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,6 +57,42 @@ def register(cls: type[LanguageModel]) -> type[LanguageModel]:
     return cls
 
 
+def build(name: str, **config_values: Any) -> LanguageModel:
+    """A fresh model of any family: ``name`` is a family or an rnn cell (``"gpt"``,
+    ``"mlp"``, ``"ngram"``, ``"rnn"``, ``"gru"``, ``"lstm"``), ``config_values`` the
+    fields of its config (``scratchllm.configs``).
+
+    >>> build("gru", vocab_size=5, n_hidden=8).config.cell     # doctest: +SKIP
+    'gru'
+    """
+    family, _ = resolve_family(name)
+    if family not in _FAMILIES:
+        raise ValueError(f"model family {family!r} is not registered; import scratchllm.models")
+    return _FAMILIES[family](make_config(name, **config_values))
+
+
+# Label smoothing asked for by whoever runs the forward pass (the Trainer), read by
+# lm_loss. A context variable rather than a forward argument, so every family's loss
+# (and a family's own extra terms, such as the mixture-of-experts balancing loss) gets it
+# without each forward signature growing a training-only flag.
+_LABEL_SMOOTHING: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "label_smoothing", default=0.0
+)
+
+
+@contextlib.contextmanager
+def label_smoothing(eps: float) -> Iterator[None]:
+    """Within the block, ``lm_loss`` trains against ``(1 - eps) * onehot + eps * uniform``
+    (what ``F.cross_entropy(label_smoothing=eps)`` computes, in the same single pass)."""
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"label_smoothing ({eps!r}) must be in [0, 1)")
+    token = _LABEL_SMOOTHING.set(float(eps))
+    try:
+        yield
+    finally:
+        _LABEL_SMOOTHING.reset(token)
+
+
 def lm_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -54,7 +103,9 @@ def lm_loss(
 
     ``targets`` equal to ``ignore_index`` never count; when ``loss_mask`` (``[B, T]``,
     bool or 0/1) is given, only positions where it is true count (e.g. the answer
-    of an addition problem).
+    of an addition problem). The loss has the logits' dtype, except that half precision
+    (bf16, fp16 under autocast) is computed in float32; inside ``label_smoothing(eps)``
+    it is the smoothed cross-entropy.
     """
     B, T, V = logits.shape
     if targets.shape != (B, T):
@@ -64,8 +115,17 @@ def lm_loss(
             raise ValueError(f"loss_mask shape {tuple(loss_mask.shape)} must be (B, T) = {(B, T)}")
         targets = targets.masked_fill(~loss_mask.bool(), ignore_index)
     return F.cross_entropy(
-        logits.reshape(B * T, V).float(), targets.reshape(B * T), ignore_index=ignore_index
+        at_least_float32(logits.reshape(B * T, V)),
+        targets.reshape(B * T),
+        ignore_index=ignore_index,
+        label_smoothing=_LABEL_SMOOTHING.get(),
     )
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is in half precision (bf16 / fp16), else as it is: a loss or
+    a softmax needs float32's range, and float64 must not lose its precision."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 class LanguageModel(nn.Module):
@@ -128,17 +188,9 @@ class LanguageModel(nn.Module):
             "config": dataclasses.asdict(self.config),
             "scratchllm_version": __version__,
         }
-        _atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
-        tmp = directory / (WEIGHTS_FILE + ".tmp")
-        save_model(self, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
+        write_json(directory / CONFIG_FILE, meta)
+        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_model(self, str(tmp)))
         return directory
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def read_config(directory: str | Path) -> tuple[type[LanguageModel], Any]:
