@@ -1,8 +1,14 @@
 """Checkpoints: a directory a person can read, written atomically, resumed exactly.
 
+This is the one reader and writer of checkpoints: training writes them, and ``sample``,
+``eval``, ``inspect`` and the study read them through ``load_checkpoint``. It knows models
+and tokenizers, nothing of training: the trainer state is a JSON dict plus tensors.
+
 A run directory holds the latest checkpoint, the best one, and the run's records::
 
     out/
+      train.toml                     the settings of `scratchllm train` (training.settings)
+      data/                          the tokenized corpus, a TokenDataset (data.prepare)
       last/                          the latest checkpoint (resume from here)
         config.json                  model family + hyperparameters + scratchllm version
         model.safetensors            the weights
@@ -48,8 +54,13 @@ import torch
 
 from scratchllm import __version__
 
+# The run directory's layout (module docstring).
 LAST = "last"
 BEST = "best"
+DATA_DIR = "data"
+SETTINGS_FILE = "train.toml"
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_FORMAT = 1
@@ -95,6 +106,17 @@ def find_checkpoint(path: str | Path, which: str = LAST) -> Path:
         f"{path}: no checkpoint here (no config.json in {path} or {sub}); "
         "pass a run directory written by `scratchllm train` or a checkpoint directory"
     )
+
+
+def run_directory(checkpoint: str | Path) -> Path:
+    """The run directory a checkpoint directory belongs to: the parent of ``last/`` or
+    ``best/``, else the directory itself.
+
+    >>> run_directory("runs/x/best"), run_directory("runs/x")
+    (PosixPath('runs/x'), PosixPath('runs/x'))
+    """
+    path = Path(checkpoint)
+    return path.parent if path.name in (LAST, BEST) else path
 
 
 # -- writing --------------------------------------------------------------------------------

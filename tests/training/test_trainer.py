@@ -19,10 +19,10 @@ from scratchllm.training import (
     Trainer,
     TrainingDiverged,
     load_checkpoint,
+    masked_cross_entropy,
     read_metrics,
     train_step_fn,
 )
-from scratchllm.training.losses import smoothing_correction
 
 
 def test_trains_and_writes_the_run_directory(char_data, tmp_path):
@@ -97,9 +97,7 @@ def test_first_step_loss_uses_the_mask_and_label_smoothing(masked_data, tmp_path
     x, y, m = masked_data.get_batch("train", 4, 8, np.random.default_rng(cfg.seed))
     with torch.no_grad():
         logits, _ = init(x)
-    expected = lm_loss(logits, y, m) + (
-        smoothing_correction(logits, y, m, smoothing) if smoothing else 0.0
-    )
+    expected = masked_cross_entropy(logits, y, m, label_smoothing=smoothing)
     unmasked = lm_loss(logits, y)
     assert seen[0] == pytest.approx(float(expected), rel=1e-5)
     assert abs(float(unmasked) - float(expected)) > 1e-3  # the mask changed the loss

@@ -15,6 +15,7 @@ from scratchllm.data.chat import ChatTemplate, Message
 from scratchllm.data.corpus import (
     Corpus,
     iter_text_file,
+    language_of,
     read_text_file,
     resolve_data,
     stdlib_docs,
@@ -31,6 +32,7 @@ __all__ = [
     "Message",
     "TokenDataset",
     "iter_text_file",
+    "language_of",
     "load_examples",
     "read_text_file",
     "resolve_data",

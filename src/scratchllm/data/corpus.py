@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import os
 import platform
@@ -27,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from scratchllm.files import write_text
 
 DEFAULT_NAMES = ("stdlib-docs", "default")
 CHUNK_BYTES = 1 << 22  # bytes read at a time when streaming a file
@@ -123,8 +126,10 @@ def iter_text_file(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator
 # -- synthetic languages ----------------------------------------------------------------------
 
 
-def text_from_spec(spec: str, n_samples: int, seed: int = 0) -> Corpus:
-    """``n_samples`` samples of the language ``spec``, concatenated (each ends with END).
+def text_from_spec(spec: Any, n_samples: int, seed: int = 0, source: str | None = None) -> Corpus:
+    """``n_samples`` samples of the language ``spec`` (a spec string or a ``Language``),
+    concatenated (each ends with END); ``source`` records how it was named (default: the
+    spec as given).
 
     The per-character ``mask`` comes from the language's ``answer_mask`` (all True for a
     language whose every character is worth predicting).
@@ -133,13 +138,15 @@ def text_from_spec(spec: str, n_samples: int, seed: int = 0) -> Corpus:
 
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples ({n_samples!r}) must be a positive integer")
-    lang = languages.get(spec)
+    lang = languages.get(spec) if isinstance(spec, str) else spec
+    if source is None:
+        source = spec if isinstance(spec, str) else lang.spec
     rng = random.Random(seed)
     samples = [lang.sample(rng) for _ in range(n_samples)]
     mask: list[bool] = []
     for s in samples:
         mask.extend(lang.answer_mask(s))
-    return Corpus(text="".join(samples), source=spec, samples=samples, mask=mask, language=lang)
+    return Corpus(text="".join(samples), source=source, samples=samples, mask=mask, language=lang)
 
 
 # -- the built-in corpus ----------------------------------------------------------------------
@@ -173,13 +180,9 @@ def stdlib_docs(cache_dir: str | Path | None = None, stdlib_dir: str | Path | No
         except (OSError, UnicodeDecodeError):
             pass  # a damaged cache is rebuilt below
     text = extract_docstrings(root)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
-    except OSError:
-        pass  # an unwritable cache only costs the next call another extraction
+    # An unwritable cache only costs the next call another extraction.
+    with contextlib.suppress(OSError):
+        write_text(path, text)  # atomic: a concurrent reader never sees half a file
     return text
 
 
@@ -238,6 +241,26 @@ def _clean(doc: str) -> str:
 # -- the one entry point ----------------------------------------------------------------------
 
 
+def language_of(arg: str | Path) -> Any:
+    """The ``Language`` a data argument names, or None for a file or the built-in corpus.
+
+    This is how a run's language is found, once: ``resolve_data`` uses it, and so does the
+    Trainer with a dataset's recorded ``source``. A bad spec of a known family is a
+    ``ValueError`` saying what is wrong with it.
+
+    >>> language_of("sticky:k=2").context_needed, language_of("stdlib-docs")
+    (4, None)
+    """
+    from scratchllm.data import languages
+
+    text_arg = str(arg)
+    if text_arg in DEFAULT_NAMES or Path(text_arg).expanduser().is_file():
+        return None
+    if text_arg.split(":", 1)[0].strip().lower() in languages.FAMILIES:
+        return languages.get(text_arg)
+    return None
+
+
 def resolve_data(
     arg: str | Path,
     *,
@@ -255,12 +278,12 @@ def resolve_data(
     path = Path(text_arg).expanduser()
     if path.is_file():
         return Corpus(text=read_text_file(path), source=str(path))
+    language = language_of(text_arg)
+    if language is not None:
+        return text_from_spec(language, n_samples=n_samples, seed=seed, source=text_arg)
     from scratchllm.data import languages
 
-    name = text_arg.split(":", 1)[0].strip().lower()
     known = list(languages.FAMILIES)
-    if name in known:
-        return text_from_spec(text_arg, n_samples=n_samples, seed=seed)
     hint = f" ({path} is a directory, not a file)" if path.is_dir() else ""
     raise ValueError(
         f"--data {text_arg!r} is not a file, a language or the built-in corpus{hint}. Use a path "

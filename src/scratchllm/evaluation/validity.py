@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from scratchllm.data.languages import Language
 from scratchllm.evaluation.perplexity import evaluate_text, format_table, next_token_logprobs
 from scratchllm.evaluation.sampling import sample_tokens
 from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.base import Tokenizer
 
 
 @dataclass
@@ -62,8 +64,8 @@ class LanguageReport:
 
 def evaluate_language(
     model: LanguageModel,
-    tokenizer: Any,
-    language: Any,
+    tokenizer: Tokenizer,
+    language: Language,
     n_samples: int = 1000,
     temperature: float = 1.0,
     seed: int = 0,
@@ -138,10 +140,28 @@ def evaluate_language(
     )
 
 
+@dataclass
+class ValidityEvaluator:
+    """A Trainer evaluator (``Trainer(evaluators=[...])``): at each evaluation, the share of
+    ``n_samples`` strings sampled from the model that ``language`` accepts, and the share
+    that are distinct. The same ``seed`` every time, so evaluations differ only by the
+    model."""
+
+    language: Language
+    n_samples: int
+    seed: int = 0
+
+    def __call__(self, model: LanguageModel, tokenizer: Tokenizer) -> dict[str, float]:
+        report = evaluate_language(
+            model, tokenizer, self.language, n_samples=self.n_samples, seed=self.seed
+        )
+        return {"valid": report.valid, "unique": report.unique}
+
+
 def kl_to_language(
     model: LanguageModel,
-    tokenizer: Any,
-    language: Any,
+    tokenizer: Tokenizer,
+    language: Language,
     samples: Sequence[str],
 ) -> tuple[float, int] | None:
     """``(mean KL(true || model) in nats, positions)`` over every symbol of ``samples``.
@@ -201,7 +221,7 @@ def _as_vectors(
     return idx, torch.tensor([p for _, p in items], dtype=torch.float64)
 
 
-def _check_vocab(model: LanguageModel, tokenizer: Any) -> None:
+def _check_vocab(model: LanguageModel, tokenizer: Tokenizer) -> None:
     if tokenizer.vocab_size != model.vocab_size:
         raise ValueError(
             f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "

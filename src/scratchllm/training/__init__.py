@@ -9,39 +9,48 @@
 >>> result = Trainer(model, data, TrainConfig(max_iters=2000, out_dir="run")).train()
 >>> result.best_val_loss                                              # doctest: +SKIP
 
-- ``config``: ``TrainConfig`` (nanoGPT's names) and ``resolve_device``.
+- ``settings``: the settings of a run (defaults < saved < preset < TOML file < flags),
+  read and written as ``train.toml``; torch-free, so ``--help`` needs no torch.
+- ``run``: ``train_from_settings``, what ``scratchllm train`` and ``demo`` run: prepare
+  the data (``data.prepare``), build or restore the model, train into a run directory.
+- ``trainer``: ``Trainer.train() -> TrainResult``; evaluation (with evaluator hooks), best
+  checkpoint, early stopping, NaN guard, Ctrl-C, ``metrics.jsonl`` and ``loss.png``.
+- ``step``: the one optimizer step (``TrainStep``), also as ``train_step_fn``.
 - ``schedule``: ``lr_at(step, cfg)``, warmup then cosine decay to ``min_lr``.
 - ``optimizer``: AdamW with weight decay on weight matrices only.
 - ``losses``: masked cross-entropy with label smoothing.
-- ``trainer``: ``Trainer.train() -> TrainResult``; evaluation, best checkpoint, early
-  stopping, NaN guard, Ctrl-C, ``metrics.jsonl`` and ``loss.png``.
-- ``checkpoint``: atomic checkpoint directories and exact resume.
+- ``device``: ``resolve_device``, the autocast dtype and context.
 - ``distributed``: the torchrun / DistributedDataParallel plumbing.
 - ``plot``: the loss curve from ``metrics.jsonl``.
+
+Checkpoints (``save_checkpoint``, ``load_checkpoint``) live in ``scratchllm.checkpoint``
+and are re-exported here.
 """
 
 from scratchllm.configs.train import TrainConfig
 
-# Names are loaded on first use (PEP 562), so the pure parts (``schedule``, ``configs``)
-# import without torch: the NumPy engine trains with the same schedule.
+# Names are loaded on first use (PEP 562), so the pure parts (``schedule``, ``settings``,
+# ``configs``) import without torch: the NumPy engine trains with the same schedule.
 _EXPORTS = {
-    "Checkpoint": "checkpoint",
-    "find_checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "resolve_device": "device",
-    "masked_cross_entropy": "losses",
-    "configure_optimizer": "optimizer",
-    "decay_groups": "optimizer",
-    "plot_metrics": "plot",
-    "read_metrics": "plot",
-    "lr_at": "schedule",
-    "Trainer": "trainer",
-    "TrainingDiverged": "trainer",
-    "TrainResult": "trainer",
-    "saved_config": "trainer",
-    "seed_everything": "trainer",
-    "train_step_fn": "trainer",
+    "Checkpoint": "scratchllm.checkpoint",
+    "find_checkpoint": "scratchllm.checkpoint",
+    "load_checkpoint": "scratchllm.checkpoint",
+    "save_checkpoint": "scratchllm.checkpoint",
+    "resolve_device": "scratchllm.training.device",
+    "masked_cross_entropy": "scratchllm.training.losses",
+    "configure_optimizer": "scratchllm.training.optimizer",
+    "decay_groups": "scratchllm.training.optimizer",
+    "plot_metrics": "scratchllm.training.plot",
+    "read_metrics": "scratchllm.training.plot",
+    "lr_at": "scratchllm.training.schedule",
+    "train_from_settings": "scratchllm.training.run",
+    "Trainer": "scratchllm.training.trainer",
+    "TrainingDiverged": "scratchllm.training.trainer",
+    "TrainResult": "scratchllm.training.trainer",
+    "saved_config": "scratchllm.training.trainer",
+    "seed_everything": "scratchllm.training.trainer",
+    "TrainStep": "scratchllm.training.step",
+    "train_step_fn": "scratchllm.training.step",
 }
 
 
@@ -50,7 +59,7 @@ def __getattr__(name: str):  # noqa: ANN202
         raise AttributeError(f"module 'scratchllm.training' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f"scratchllm.training.{_EXPORTS[name]}"), name)
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
 def __dir__() -> list[str]:
@@ -61,6 +70,7 @@ __all__ = [
     "Checkpoint",
     "TrainConfig",
     "TrainResult",
+    "TrainStep",
     "Trainer",
     "TrainingDiverged",
     "configure_optimizer",
@@ -75,5 +85,6 @@ __all__ = [
     "save_checkpoint",
     "saved_config",
     "seed_everything",
+    "train_from_settings",
     "train_step_fn",
 ]

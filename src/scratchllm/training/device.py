@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -54,3 +56,11 @@ def autocast_dtype(dtype: str, device: torch.device) -> tuple[torch.dtype | None
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return None, "dtype bfloat16: this GPU has no bf16 support; training in float32"
     return torch.bfloat16, None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``, or no autocast when ``dtype`` is None
+    (what ``autocast_dtype`` returns for plain float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -5,18 +5,23 @@
 >>> result.best_val_loss, result.checkpoint                                   # doctest: +SKIP
 (1.52, PosixPath('run/last'))
 
-One optimizer step, in order: set the learning rate (``lr_at``); draw the step's windows
-from the data generator; for each micro-batch run forward and backward (DDP averages the
-gradients across processes on the last one); clip the global gradient norm; AdamW step.
-Every ``log_interval`` steps one host sync reads the mean loss and whether any loss was
-NaN/inf; every ``eval_interval`` steps (and at the end) the model is evaluated and the
-run checkpointed to ``out_dir/last`` (and ``out_dir/best`` on a new best validation loss).
+Each optimizer step draws the step's windows from the data generator and runs
+``step.TrainStep`` on them (learning rate, forward and backward per micro-batch, clipping,
+AdamW). Every ``log_interval`` steps one host sync reads the mean loss and whether any
+loss was NaN/inf; every ``eval_interval`` steps (and at the end) the model is evaluated
+(the validation loss, then each of ``evaluators``) and the run checkpointed to
+``out_dir/last`` (and ``out_dir/best`` on a new best validation loss).
 
 **Data order.** Step k's windows are the next ``batch_size * gradient_accumulation_steps *
 world_size`` draws of ``np.random.default_rng(seed)`` (one ``get_batch`` call): micro-batch
 m of rank r takes rows ``[(m * world_size + r) * batch_size, ...+ batch_size)``. So
 accumulation and data parallelism see exactly the windows of one big batch, and the
 generator's state is the data position a checkpoint saves.
+
+**Evaluators** are ``evaluator(model, tokenizer) -> dict`` functions whose entries join the
+evaluation's row (rank 0 runs them). By default, for a synthetic language (given, or
+recognised from the dataset's source) it is ``ValidityEvaluator``: the share of sampled
+strings the language accepts.
 
 **Counting models** (no trainable parameters, a ``fit`` method: the n-gram) are fitted
 on the whole training split in one pass, evaluated and saved: one "step".
@@ -31,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 import signal
 import sys
@@ -45,26 +49,37 @@ from typing import Any
 import numpy as np
 import torch
 
-from scratchllm.configs.train import TrainConfig
-from scratchllm.training import distributed as dist_utils
-from scratchllm.training.checkpoint import (
+from scratchllm.checkpoint import (
     BEST,
     LAST,
+    METRICS_FILE,
+    PLOT_FILE,
+    STATE_JSON,
     Checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from scratchllm.training.device import autocast_dtype, resolve_device
-from scratchllm.training.losses import smoothing_correction
+from scratchllm.configs.train import TrainConfig
+from scratchllm.data.corpus import language_of
+from scratchllm.data.dataset import TokenDataset
+from scratchllm.data.languages import Language
+from scratchllm.data.languages import get as get_language
+from scratchllm.evaluation.validity import ValidityEvaluator
+from scratchllm.files import finite, write_text
+from scratchllm.metrics import perplexity
+from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.base import Tokenizer
+from scratchllm.training import distributed as dist_utils
+from scratchllm.training.device import autocast, autocast_dtype, resolve_device
 from scratchllm.training.optimizer import configure_optimizer
 from scratchllm.training.plot import plot_metrics, read_metrics
 from scratchllm.training.schedule import lr_at
+from scratchllm.training.step import MicroBatch, TrainStep
 
-METRICS_FILE = "metrics.jsonl"
-PLOT_FILE = "loss.png"
 _EVAL_SEED_OFFSET = 1_000_003  # validation batches come from their own fixed generator
 
 Callback = Callable[["Trainer"], None]
+Evaluator = Callable[[LanguageModel, Tokenizer], dict[str, Any]]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -100,7 +115,7 @@ class TrainResult:
     @property
     def final_perplexity(self) -> float | None:
         v = self.final_val_loss
-        return None if v is None else (math.exp(v) if v < 700 else math.inf)
+        return None if v is None else perplexity(v)
 
 
 class Trainer:
@@ -108,62 +123,73 @@ class Trainer:
 
     ``tokenizer`` defaults to the one saved with the dataset; it is written into every
     checkpoint. ``language`` (a ``Language`` or a spec such as ``"dyck:depth=3"``)
-    adds the validity rate of sampled strings to each evaluation; by default it is
-    recognised from the dataset's source when that is a language spec.
+    is recorded in the checkpoint; by default it is recognised from the dataset's source.
+    ``evaluators`` run at each evaluation (module docstring); None means the default.
     ``callbacks`` are called as ``callback(trainer)`` after every optimizer step (read
     ``trainer.step`` and ``trainer.last_loss``, a device tensor: ``.item()`` syncs).
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        data: Any,
+        model: LanguageModel,
+        data: TokenDataset | str | Path,
         config: TrainConfig | None = None,
-        tokenizer: Any | None = None,
-        language: Any | None = None,
+        tokenizer: Tokenizer | None = None,
+        language: Language | str | None = None,
         *,
+        evaluators: Sequence[Evaluator] | None = None,
         callbacks: Sequence[Callback] = (),
         log: Callable[[str], None] | None = None,
     ) -> None:
-        from scratchllm.data import TokenDataset
-
         self.config = cfg = config or TrainConfig()
         self.model = model
         self.data = data if isinstance(data, TokenDataset) else TokenDataset(data)
         self.tokenizer = tokenizer if tokenizer is not None else self.data.tokenizer()
         self.language = _resolve_language(language, self.data)
+        self.evaluators = list(evaluators) if evaluators is not None else self._default_evals()
         self.callbacks = list(callbacks)
         self._log_fn = log
-        V = getattr(model, "vocab_size", None)
-        if V is not None and self.data.vocab_size != V:
-            raise ValueError(
-                f"the dataset {self.data.directory} has vocab_size {self.data.vocab_size} but "
-                f"the model {V}; build the model with vocab_size={self.data.vocab_size}"
-            )
-        if V is not None and self.tokenizer.vocab_size != V:
-            raise ValueError(
-                f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model's "
-                f"vocab_size is {V}; use the tokenizer the data was made with"
-            )
+        _check_vocab(model, self.data, self.tokenizer)
         model_block = getattr(getattr(model, "config", None), "block_size", None)
-        self.block_size = cfg.block_size or model_block or 64
-        if model_block is not None and self.block_size > model_block:
-            raise ValueError(
-                f"block_size ({self.block_size}) is longer than the model's block_size "
-                f"({model_block}); train with block_size <= {model_block}"
-            )
+        self.block_size = cfg.resolve_block_size(model_block)
         self.counting = _is_counting(model)
         self.out_dir = Path(cfg.out_dir)
+        self.metrics_path = self.out_dir / METRICS_FILE
+        # -- the run's progress (saved in every checkpoint) --
         self.step = 0
         self.tokens_seen = 0
-        self.last_loss: torch.Tensor | None = None
         self.best_val_loss: float | None = None
         self.best_step: int | None = None
         self.evals_since_best = 0
+        self.data_rng = np.random.default_rng(cfg.seed)
+        # -- set up by train() --
+        self.dist = dist_utils.DistInfo()
+        self.device = torch.device("cpu")
+        self.amp_dtype: torch.dtype | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.fwd_model: torch.nn.Module = model  # compiled (or not): what evaluation runs
+        self.train_model: torch.nn.Module = model  # DDP-wrapped (or not): what training runs
+        self._step_fn: TrainStep | None = None
+        # -- this session --
+        self.last_loss: torch.Tensor | None = None  # the last step's loss, on the device
         self.notes: list[str] = []
+        self._tokens_per_step = 0
+        self._session_tokens = 0
+        self._last_train_loss: float | None = None
+        self._last_eval: dict[str, Any] = {}
+        self._lr = 0.0
+        self._acc: _Accumulator | None = None
+        self._bar: Any = None
+        self._t0 = time.perf_counter()
         self._resume_from: Checkpoint | None = None
         self._stop: str | None = None  # set by the SIGINT handler
         self._in_step = False
+
+    def _default_evals(self) -> list[Evaluator]:
+        n = self.config.validity_samples
+        if self.language is None or not n:
+            return []
+        return [ValidityEvaluator(self.language, n, seed=self.config.seed)]
 
     # -- resuming ---------------------------------------------------------------------------
 
@@ -171,9 +197,9 @@ class Trainer:
     def resume(
         cls,
         run_dir: str | Path,
-        data: Any,
+        data: TokenDataset | str | Path,
         config: TrainConfig | None = None,
-        language: Any | None = None,
+        language: Language | str | None = None,
         **kwargs: Any,
     ) -> Trainer:
         """A trainer that continues the run saved in ``run_dir`` (its ``last/`` checkpoint)
@@ -216,7 +242,6 @@ class Trainer:
     def _setup(self) -> None:
         cfg, rank = self.config, self.dist.rank
         self.model.to(self.device)
-        self.metrics_path = self.out_dir / METRICS_FILE
         resuming = self._resume_from is not None
         if not resuming:
             seed_everything(cfg.seed, rank)
@@ -224,8 +249,6 @@ class Trainer:
         self.amp_dtype, note = autocast_dtype(cfg.dtype, self.device)
         if note:
             self._note(note)
-        self.optimizer = None
-        self.fwd_model = self.train_model = self.model
         if not self.counting:
             self.optimizer = configure_optimizer(self.model, cfg, self.device.type)
             if cfg.compile:
@@ -235,6 +258,15 @@ class Trainer:
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
                 self.train_model = DDP(self.fwd_model, device_ids=ids)
+            self._step_fn = TrainStep(
+                self.model,
+                self.train_model,
+                self.optimizer,
+                cfg,
+                self.device,
+                self.amp_dtype,
+                ddp=self.dist.enabled,
+            )
         if resuming:
             self._restore(self._resume_from)
         if self.dist.is_main:
@@ -269,100 +301,18 @@ class Trainer:
         self._note(f"resumed from {ckpt.path} at step {self.step}")
 
     def _loop(self) -> str:
-        cfg, info = self.config, self.dist
-        B, T = cfg.batch_size, self.block_size
-        A, W = cfg.gradient_accumulation_steps, info.world_size
-        self._tokens_per_step = B * T * A * W
-        dev = self.device
-        pin = dev.type == "cuda"
-        acc = self._acc = _Accumulator(dev)
-        self._session_tokens, self._last_train_loss = 0, None
-        self._last_eval: dict[str, Any] = {}
-        autocast = (
-            torch.autocast(dev.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
+        cfg = self.config
+        self._tokens_per_step = cfg.batch_size * self.block_size * self._draws_per_step()
+        self._acc = _Accumulator(self.device)
         self._bar = self._progress_bar()
         self.model.train()
         status = "completed"
         try:
-            while self.step < cfg.max_iters:
-                self._in_step = True
-                self._lr = lr = lr_at(self.step, cfg)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                x_all, y_all, m_all = self.data.get_batch("train", B * A * W, T, self.data_rng)
-                step_loss = torch.zeros((), device=dev)
-                for micro in range(A):
-                    lo = (micro * W + info.rank) * B
-                    x, y = _to(x_all[lo : lo + B], dev, pin), _to(y_all[lo : lo + B], dev, pin)
-                    m = None if m_all is None else _to(m_all[lo : lo + B], dev, pin)
-                    last_micro = micro == A - 1
-                    no_sync = (
-                        self.train_model.no_sync()
-                        if info.enabled and not last_micro
-                        else contextlib.nullcontext()
-                    )
-                    with no_sync:
-                        with autocast:
-                            logits, loss = self.train_model(x, y, m)
-                            if cfg.label_smoothing:
-                                loss = loss + smoothing_correction(
-                                    logits, y, m, cfg.label_smoothing
-                                )
-                        (loss / A).backward()
-                    step_loss += loss.detach()
-                norm = _apply_update(self.model, self.optimizer, cfg.grad_clip)
-                if norm is not None:
-                    acc.grad_norm = norm
-                step_loss /= A
-                acc.add(step_loss)  # on the device: no host sync until the next log step
-                self.last_loss = step_loss
-                self.step += 1
-                self.tokens_seen += self._tokens_per_step
-                self._session_tokens += self._tokens_per_step
-                self._in_step = False
-                for callback in self.callbacks:
-                    callback(self)
-                if self._bar is not None:
-                    self._bar.update(1)
-
-                eval_now = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
-                stop_now = self._stop is not None and not info.enabled
-                if not (eval_now or stop_now or self.step % cfg.log_interval == 0):
-                    continue
-                row, stopping = self._log_row()
-                if eval_now:
-                    row.update(self.evaluate())
-                    acc.t_log = time.perf_counter()  # evaluation time is not training time
-                    self._save_checkpoints(row["val_loss"])
-                    if (
-                        cfg.early_stopping is not None
-                        and self.evals_since_best >= cfg.early_stopping
-                        and self.step < cfg.max_iters
-                    ):
-                        status = "early_stopped"
-                        self._note(
-                            f"early stopping at step {self.step}: no new best validation loss "
-                            f"in {cfg.early_stopping} evaluations (best {self.best_val_loss:.4f} "
-                            f"at step {self.best_step})"
-                        )
-                self._write_metrics(row)
-                if stopping:
-                    if not eval_now:
-                        self._save_checkpoints(None)
-                    status = "interrupted"
-                if status != "completed":
-                    break
+            while status == "completed" and self.step < cfg.max_iters:
+                self._one_step()
+                status = self._after_step()
         except KeyboardInterrupt:
-            if self._in_step:  # torn between micro-batches or mid-update: do not save it
-                self._note(f"interrupted during step {self.step + 1}; not saved")
-            else:  # raised at a step boundary (a callback): the state is whole, save it
-                if acc.steps:
-                    self._write_metrics(self._log_row(reduce=False)[0])
-                self._save_checkpoints(None)
-            status = "interrupted"
+            status = self._interrupted()
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -370,19 +320,90 @@ class Trainer:
             self._note(f"interrupted at step {self.step}; resume to continue")
         return status
 
+    def _draws_per_step(self) -> int:
+        """Micro-batches of all processes in one step: ``gradient_accumulation * world``."""
+        return self.config.gradient_accumulation_steps * self.dist.world_size
+
+    def _one_step(self) -> None:
+        """Draw the step's windows, take this rank's micro-batches, run the update."""
+        B, T, W = self.config.batch_size, self.block_size, self.dist.world_size
+        A = self.config.gradient_accumulation_steps
+        self._in_step = True
+        self._lr = lr_at(self.step, self.config)
+        batch = self.data.get_batch("train", B * A * W, T, self.data_rng)
+        micro: list[MicroBatch] = []
+        for a in range(A):
+            lo = (a * W + self.dist.rank) * B
+            x, y, m = (None if t is None else self._to_device(t[lo : lo + B]) for t in batch)
+            micro.append((x, y, m))
+        loss, norm = self._step_fn.run(self.step, micro)
+        if norm is not None:
+            self._acc.grad_norm = norm
+        self._acc.add(loss)  # on the device: no host sync until the next log step
+        self.last_loss = loss
+        self.step += 1
+        self.tokens_seen += self._tokens_per_step
+        self._session_tokens += self._tokens_per_step
+        self._in_step = False
+
+    def _after_step(self) -> str:
+        """Callbacks, then (when due) log, evaluate and checkpoint; the run's status."""
+        cfg = self.config
+        for callback in self.callbacks:
+            callback(self)
+        if self._bar is not None:
+            self._bar.update(1)
+        eval_now = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
+        stop_now = self._stop is not None and not self.dist.enabled
+        if not (eval_now or stop_now or self.step % cfg.log_interval == 0):
+            return "completed"
+        row, stopping = self._log_row()
+        status = "completed"
+        if eval_now:
+            row.update(self.evaluate())
+            self._acc.t_log = time.perf_counter()  # evaluation time is not training time
+            self._save_checkpoints(row["val_loss"])
+            if self._early_stop_due():
+                status = "early_stopped"
+        self._write_metrics(row)
+        if stopping:
+            if not eval_now:
+                self._save_checkpoints(None)
+            status = "interrupted"
+        return status
+
+    def _early_stop_due(self) -> bool:
+        cfg = self.config
+        due = (
+            cfg.early_stopping is not None
+            and self.evals_since_best >= cfg.early_stopping
+            and self.step < cfg.max_iters
+        )
+        if due:
+            self._note(
+                f"early stopping at step {self.step}: no new best validation loss in "
+                f"{cfg.early_stopping} evaluations (best {self.best_val_loss:.4f} at step "
+                f"{self.best_step})"
+            )
+        return due
+
+    def _interrupted(self) -> str:
+        """A KeyboardInterrupt (a second Ctrl-C, or one raised by a callback)."""
+        if self._in_step:  # torn between micro-batches or mid-update: do not save it
+            self._note(f"interrupted during step {self.step + 1}; not saved")
+        else:  # raised at a step boundary (a callback): the state is whole, save it
+            if self._acc.steps:
+                self._write_metrics(self._log_row(reduce=False)[0])
+            self._save_checkpoints(None)
+        return "interrupted"
+
     def _log_row(self, reduce: bool = True) -> tuple[dict[str, Any], bool]:
         """The one host sync of a log step: read (and, across processes, average) the loss
         accumulated since the last log; stop with ``TrainingDiverged`` on NaN/inf.
         Returns the metrics row and whether any process asked to stop (Ctrl-C)."""
         acc, W = self._acc, self.dist.world_size
-        packed = torch.stack(
-            [
-                acc.loss_sum,
-                acc.n_bad,
-                acc.grad_norm.float(),
-                torch.tensor(float(self._stop is not None), device=self.device),
-            ]
-        )
+        stop_flag = torch.tensor(float(self._stop is not None), device=self.device)
+        packed = torch.stack([acc.loss_sum, acc.n_bad, acc.grad_norm.float(), stop_flag])
         if reduce:
             packed = dist_utils.all_reduce_sum(packed, self.dist)
         else:
@@ -415,28 +436,27 @@ class Trainer:
 
     def _fit_counts(self) -> str:
         """The counting model's "training": one pass over the training split."""
-        self._session_tokens, self._last_train_loss, self._last_eval = 0, None, {}
-        if self.step == 0:
-            t = time.perf_counter()
-            tokens = self.data.split_tokens("train")
-            self.model.fit(tokens)
-            self.step, self.tokens_seen = 1, len(tokens)
-            self._session_tokens = len(tokens)
-            fit_s = time.perf_counter() - t
-            row = {
-                "step": 1,
-                "loss": self._mean_loss("train"),
-                "lr": 0.0,
-                "tokens_per_s": len(tokens) / max(fit_s, 1e-9),
-                "tokens": len(tokens),
-                "elapsed_s": round(time.perf_counter() - self._t0, 3),
-            }
-            self._last_train_loss = row["loss"]
-            row.update(self.evaluate())
-            self._save_checkpoints(row["val_loss"])
-            self._write_metrics(row)
-        else:
+        if self.step != 0:
             self._note(f"{type(self.model).__name__} was already fitted at step {self.step}")
+            return "completed"
+        t = time.perf_counter()
+        tokens = self.data.split_tokens("train")
+        self.model.fit(tokens)
+        self.step, self.tokens_seen = 1, len(tokens)
+        self._session_tokens = len(tokens)
+        fit_s = time.perf_counter() - t
+        row = {
+            "step": 1,
+            "loss": self._mean_loss("train"),
+            "lr": 0.0,
+            "tokens_per_s": len(tokens) / max(fit_s, 1e-9),
+            "tokens": len(tokens),
+            "elapsed_s": round(time.perf_counter() - self._t0, 3),
+        }
+        self._last_train_loss = row["loss"]
+        row.update(self.evaluate())
+        self._save_checkpoints(row["val_loss"])
+        self._write_metrics(row)
         return "completed"
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -444,23 +464,12 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
         """Validation loss and perplexity on ``eval_iters`` fixed batches (the same ones every
-        time; each process scores its rows), and for a language the validity of samples."""
+        time; each process scores its rows), then every evaluator's entries (rank 0)."""
         val_loss = self._mean_loss("val")
-        out: dict[str, Any] = {
-            "val_loss": val_loss,
-            "val_perplexity": math.exp(val_loss) if val_loss < 700 else math.inf,
-        }
-        if self.language is not None and self.config.validity_samples and self.dist.is_main:
-            from scratchllm.evaluation import evaluate_language
-
-            report = evaluate_language(
-                self.model,
-                self.tokenizer,
-                self.language,
-                n_samples=self.config.validity_samples,
-                seed=self.config.seed,
-            )
-            out["valid"], out["unique"] = report.valid, report.unique
+        out: dict[str, Any] = {"val_loss": val_loss, "val_perplexity": perplexity(val_loss)}
+        if self.dist.is_main:
+            for evaluator in self.evaluators:
+                out.update(evaluator(self.model, self.tokenizer))
         self.model.train()
         self._last_eval = out
         return out
@@ -468,19 +477,13 @@ class Trainer:
     def _mean_loss(self, split: str) -> float:
         """Mean loss over ``eval_iters`` batches from a fixed generator (the same every call)."""
         cfg, info = self.config, self.dist
-        W = info.world_size
+        B, W = cfg.batch_size, info.world_size
         rng = np.random.default_rng(cfg.seed + _EVAL_SEED_OFFSET)
         self.model.eval()
         total = torch.zeros(2, device=self.device)  # (sum of batch losses, batches)
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(self.device, self.amp_dtype):
             for _ in range(cfg.eval_iters):
                 # The same windows as one process with the combined batch; each takes its rows.
-                B = cfg.batch_size
                 x, y, m = self.data.get_batch(split, B * W, self.block_size, rng)
                 rows = slice(info.rank * B, (info.rank + 1) * B)
                 m = None if m is None else m[rows].to(self.device)
@@ -530,7 +533,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         with self.metrics_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(_finite_or_none(row)) + "\n")
+            f.write(json.dumps(finite(row)) + "\n")
 
     def _write_plot(self) -> Path | None:
         if not self.dist.is_main or not self.metrics_path.is_file():
@@ -547,10 +550,10 @@ class Trainer:
         cfg = self.config
         last = self.out_dir / LAST
         saved, where = None, "no checkpoint was saved before it"
-        if (last / "trainer_state.json").is_file():
+        if (last / STATE_JSON).is_file():
             saved, where = last, f"the last good checkpoint is {last}"
             with contextlib.suppress(ValueError, OSError, KeyError):
-                saved_step = json.loads((last / "trainer_state.json").read_text())["step"]
+                saved_step = json.loads((last / STATE_JSON).read_text())["step"]
                 where = f"the last good checkpoint is {last} (step {saved_step})"
         first = self.step - steps + 1
         self._write_plot()
@@ -566,16 +569,16 @@ class Trainer:
         plot = self._write_plot()
         elapsed = time.perf_counter() - self._t0
         last, best = self.out_dir / LAST, self.out_dir / BEST
-        ev = getattr(self, "_last_eval", {}) or {}
+        ev = self._last_eval
         return TrainResult(
             status=status,
             steps=self.step,
             tokens_seen=self.tokens_seen,
-            final_train_loss=getattr(self, "_last_train_loss", None),
+            final_train_loss=self._last_train_loss,
             final_val_loss=ev.get("val_loss"),
             best_val_loss=self.best_val_loss,
             best_step=self.best_step,
-            tokens_per_s=getattr(self, "_session_tokens", 0) / max(elapsed, 1e-9),
+            tokens_per_s=self._session_tokens / max(elapsed, 1e-9),
             elapsed_s=elapsed,
             out_dir=self.out_dir,
             checkpoint=last if last.is_dir() else None,
@@ -587,6 +590,13 @@ class Trainer:
         )
 
     # -- small things ---------------------------------------------------------------------------
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return t
+        if self.device.type == "cuda":  # pinned memory: the copy overlaps the compute
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def _note(self, message: str) -> None:
         self.notes.append(message)
@@ -637,59 +647,6 @@ class Trainer:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _apply_update(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None
-) -> torch.Tensor | None:
-    """Clip the global gradient norm (if ``grad_clip``), step, clear the gradients.
-    Returns the norm before clipping (a device tensor, no sync) or None."""
-    norm = None
-    if grad_clip:
-        params = [p for p in model.parameters() if p.grad is not None]
-        foreach = bool(params) and params[0].device.type != "mps"
-        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=foreach)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return norm
-
-
-def train_step_fn(
-    model: torch.nn.Module, config: TrainConfig, device: str | torch.device | None = None
-) -> Callable[..., torch.Tensor]:
-    """The Trainer's update as a plain function, for benchmarks and custom loops.
-
-    Returns ``step(x, y, mask=None) -> loss`` (a device tensor; no host sync) doing what one
-    ``Trainer`` step does with one micro-batch on one process: the scheduled learning rate,
-    forward (with autocast and label smoothing as configured), backward, clipping, the AdamW
-    update of ``configure_optimizer``. The optimizer is ``step.optimizer``.
-
-    >>> step = train_step_fn(model, TrainConfig(lr=1e-3))      # doctest: +SKIP
-    >>> loss = step(x, y)                                      # doctest: +SKIP
-    """
-    dev = resolve_device(config.device) if device is None else torch.device(device)
-    model.to(dev).train()
-    optimizer = configure_optimizer(model, config, dev.type)
-    amp, _ = autocast_dtype(config.dtype, dev)
-    fwd = torch.compile(model) if config.compile else model
-    counter = [0]
-
-    def step(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
-        lr = lr_at(counter[0], config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
-        with ctx:
-            logits, loss = fwd(x, y, mask)
-            if config.label_smoothing:
-                loss = loss + smoothing_correction(logits, y, mask, config.label_smoothing)
-        loss.backward()
-        _apply_update(model, optimizer, config.grad_clip)
-        counter[0] += 1
-        return loss.detach()
-
-    step.optimizer = optimizer  # type: ignore[attr-defined]
-    return step
-
-
 class _Accumulator:
     """What the loop sums on the device between two log steps (read with one sync)."""
 
@@ -720,7 +677,7 @@ def _config_from_state(ckpt: Checkpoint) -> TrainConfig:
     try:
         return TrainConfig.from_dict(ckpt.state["train_config"])
     except (KeyError, TypeError, ValueError) as e:
-        file = ckpt.path / "trainer_state.json"
+        file = ckpt.path / STATE_JSON
         raise ValueError(f"{file}: bad saved TrainConfig ({e})") from None
 
 
@@ -731,38 +688,35 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     torch.manual_seed(seed + rank)
 
 
+def _check_vocab(model: torch.nn.Module, data: TokenDataset, tokenizer: Tokenizer) -> None:
+    V = getattr(model, "vocab_size", None)
+    if V is not None and data.vocab_size != V:
+        raise ValueError(
+            f"the dataset {data.directory} has vocab_size {data.vocab_size} but "
+            f"the model {V}; build the model with vocab_size={data.vocab_size}"
+        )
+    if V is not None and tokenizer.vocab_size != V:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
+            f"vocab_size is {V}; use the tokenizer the data was made with"
+        )
+
+
 def _is_counting(model: torch.nn.Module) -> bool:
     trainable = any(p.requires_grad for p in model.parameters())
     return not trainable and callable(getattr(model, "fit", None))
 
 
-def _resolve_language(language: Any, data: Any) -> Any:
-    from scratchllm.data.languages import FAMILIES, get
-
-    if language is None:
-        source = str(getattr(data.meta, "source", ""))
-        if source.split(":", 1)[0] in FAMILIES:
-            with contextlib.suppress(ValueError, TypeError):
-                return get(source)
-        return None
+def _resolve_language(language: Language | str | None, data: TokenDataset) -> Language | None:
+    """The language given (an object or a spec), else the one the dataset's source names
+    (``language_of``; a source that is no valid spec names none)."""
     if isinstance(language, str):
-        return get(language)
-    return language
-
-
-def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
-    if device.type == "cpu":
-        return t
-    if pin:
-        t = t.pin_memory()
-    return t.to(device, non_blocking=pin)
-
-
-def _finite_or_none(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN/inf: write them as null."""
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()
-    }
+        return get_language(language)
+    if language is not None:
+        return language
+    with contextlib.suppress(ValueError, TypeError):
+        return language_of(str(getattr(data.meta, "source", "")))
+    return None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -770,6 +724,4 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
