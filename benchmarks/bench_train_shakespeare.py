@@ -123,7 +123,8 @@ def run_ours(overrides: dict) -> dict:
     import numpy as np
     import torch
 
-    from scratchllm.cli.train import resolve_settings, train_from_settings
+    from scratchllm.training.run import train_from_settings
+    from scratchllm.training.settings import resolve_settings
 
     flags = {"data": str(DATA), "val_fraction": 0.1, "quiet": True, "device": "cpu", **overrides}
     settings = resolve_settings(flags, preset="shakespeare-char")
@@ -140,7 +141,7 @@ def run_ours(overrides: dict) -> dict:
 
 
 def _parse_set(items: list[str]) -> dict:
-    from scratchllm.cli.train import BY_KEY, check_settings
+    from scratchllm.training.settings import BY_KEY, check_settings
 
     out = {}
     for item in items:

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from scratchllm.cli import build_parser, main
-from scratchllm.cli import train as cli_train
 from scratchllm.models import GPTConfig, MLPConfig, NGramConfig, RNNConfig
 from scratchllm.training import TrainConfig
+from scratchllm.training import settings as cli_train
 
 TEXT = "".join(f"the cat {i % 7} sat on the mat {i % 5}.\n" for i in range(400))
 TINY = [
@@ -58,7 +58,7 @@ def test_bracketed_family_defaults_are_the_dataclass_defaults():
     configs = {"gpt": GPTConfig, "mlp": MLPConfig, "rnn": RNNConfig, "ngram": NGramConfig}
     found = 0
     for o in cli_train.OPTIONS:
-        m = re.search(r"\[(.*)\]", o.help)
+        m = re.search(r"\[(.*)\]", cli_train.help_text(o))
         if not m or o.key == "block_size":
             continue
         for part in m.group(1).split(","):

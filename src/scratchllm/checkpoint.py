@@ -54,13 +54,10 @@ import torch
 
 from scratchllm import __version__
 
-# The run directory's layout (module docstring).
+# The run directory's layout (module docstring): what readers of a run look for.
 LAST = "last"
 BEST = "best"
 DATA_DIR = "data"
-SETTINGS_FILE = "train.toml"
-METRICS_FILE = "metrics.jsonl"
-PLOT_FILE = "loss.png"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_FORMAT = 1

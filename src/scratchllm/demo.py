@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scratchllm.files import write_text
+from scratchllm.training.settings import SETTINGS_FILE
+
 PROMPT = "Return the"
 MARKER = "# made by `scratchllm demo`"
 # (label, temperature): 0 is greedy, the most likely character every time.
@@ -49,7 +52,8 @@ def run_demo(
 
     ``quick`` shrinks everything (a 1-layer model, 20 steps) for tests.
     """
-    from scratchllm.cli.train import resolve_settings, train_from_settings
+    from scratchllm.training.run import train_from_settings
+    from scratchllm.training.settings import resolve_settings
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -126,8 +130,6 @@ def _samples(model, tokenizer, new_tokens: int, seed: int) -> dict[str, str]:  #
 def _earlier_demo(out: Path) -> bool:
     """Whether ``out`` holds a run this demo made (which it may replace); another run there
     is refused by ``train_from_settings``."""
-    from scratchllm.cli.train import SETTINGS_FILE
-
     path = out / SETTINGS_FILE
     try:
         return MARKER in path.read_text(encoding="utf-8")
@@ -136,7 +138,5 @@ def _earlier_demo(out: Path) -> bool:
 
 
 def _mark(out: Path) -> None:
-    from scratchllm.cli.train import SETTINGS_FILE
-
     path = out / SETTINGS_FILE
-    path.write_text(MARKER + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    write_text(path, MARKER + "\n" + path.read_text(encoding="utf-8"))

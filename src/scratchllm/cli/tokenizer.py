@@ -4,7 +4,8 @@
     echo "To be, or not to be" | scratchllm tokenizer encode --tokenizer tok/ > ids.txt
     scratchllm tokenizer decode --tokenizer tok/ < ids.txt
 
-Nothing this verb runs imports torch.
+Nothing this verb runs imports torch. From Python, ``train`` is
+``scratchllm.tokenizers.train_tokenizer(kind, text, vocab_size, ...)`` then ``tok.save(dir)``.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import sys
 from pathlib import Path
 
 from scratchllm.cli import UserError
+from scratchllm.tokenizers.factory import KINDS, OPTION_KINDS
 
-KINDS = ("char", "word", "bpe")
-
-# Which kinds each kind-specific training option applies to (checked in _train).
-_ONLY_FOR = {
-    "min_frequency": ("--min-frequency", ("word",)),
-    "lowercase": ("--lowercase", ("word",)),
-    "nfkc": ("--nfkc", ("word",)),
-    "pattern": ("--pattern", ("bpe",)),
-    "special": ("--special", ("bpe",)),
-    "unk": ("--unk", ("char",)),
+# The flag of each kind-specific option of train_tokenizer (checked in _train).
+_FLAGS = {
+    "min_frequency": "--min-frequency",
+    "lowercase": "--lowercase",
+    "nfkc": "--nfkc",
+    "pattern": "--pattern",
+    "special_tokens": "--special",
+    "unk": "--unk",
 }
 
 
@@ -124,34 +124,28 @@ def _decode_utf8(raw: bytes, name: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scratchllm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+    from scratchllm.tokenizers.factory import train_tokenizer
 
-    for attr, (flag, kinds) in _ONLY_FOR.items():
-        if getattr(args, attr) not in (None, False) and args.kind not in kinds:
-            raise UserError(f"{flag} applies to --kind {'/'.join(kinds)}, not {args.kind}")
-    text = read_text_file(args.data)
-    progress = not args.quiet
+    options = {
+        "min_frequency": args.min_frequency,
+        "lowercase": args.lowercase,
+        "nfkc": args.nfkc,
+        "pattern": args.pattern,
+        "special_tokens": args.special,
+        "unk": args.unk or None,
+    }
+    for option, value in options.items():
+        kinds = OPTION_KINDS[option]
+        if value not in (None, False) and args.kind not in kinds:
+            raise UserError(
+                f"{_FLAGS[option]} applies to --kind {'/'.join(kinds)}, not {args.kind}"
+            )
+    if args.kind == "bpe" and args.vocab_size is None:
+        raise UserError("--kind bpe needs --vocab-size N (e.g. 4096)")
     if args.kind == "char":
-        tok = CharTokenizer.train(text, unk=args.unk, vocab_size=args.vocab_size, progress=progress)
-    elif args.kind == "word":
-        tok = WordTokenizer.train(
-            text,
-            vocab_size=args.vocab_size,
-            min_frequency=1 if args.min_frequency is None else args.min_frequency,
-            lowercase=args.lowercase,
-            nfkc=args.nfkc,
-            progress=progress,
-        )
-    else:
-        if args.vocab_size is None:
-            raise UserError("--kind bpe needs --vocab-size N (e.g. 4096)")
-        tok = BPETokenizer.train(
-            text,
-            vocab_size=args.vocab_size,
-            pattern=args.pattern or "gpt2",
-            special_tokens=args.special or [],
-            progress=progress,
-        )
+        options["unk"] = args.unk  # this verb's char tokenizer caps only with --unk
+    text = read_text_file(args.data)
+    tok = train_tokenizer(args.kind, text, args.vocab_size, progress=not args.quiet, **options)
     path = tok.save(args.out)
     print(f"trained a {args.kind} tokenizer: vocab size {tok.vocab_size}, saved to {path}")
     return 0

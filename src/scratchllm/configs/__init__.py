@@ -1,6 +1,8 @@
-"""Configuration dataclasses, importable without torch: one per model family and
-``TrainConfig``. ``scratchllm.models`` and ``scratchllm.training`` re-export them."""
+"""Configuration dataclasses, importable without torch: one per model family,
+``TrainConfig`` and ``DataConfig``. ``scratchllm.models`` and ``scratchllm.training``
+re-export theirs."""
 
+from scratchllm.configs.data import DataConfig
 from scratchllm.configs.models import (
     ACTIVATIONS,
     CELLS,
@@ -25,6 +27,7 @@ __all__ = [
     "ACTIVATIONS",
     "CELLS",
     "CONFIGS",
+    "DataConfig",
     "FFNS",
     "MLP_ACTIVATIONS",
     "MODEL_NAMES",

@@ -5,6 +5,8 @@
   (``resolve_data`` picks by what the user typed).
 - ``dataset``: ``TokenDataset``, a corpus tokenized once into a memory-mapped file, served
   as random or sequential ``(x, y, mask)`` batches with a fixed train/validation split.
+- ``prepare``: ``prepare_data``, a run's corpus tokenized into its ``data/`` directory once
+  (with the tokenizer its ``DataConfig`` asks for) and reused after.
 - ``chat``: ``Message`` and ``ChatTemplate`` (role and end-of-turn tokens; ``render`` gives
   a conversation's ids and the mask of what is learned).
 - ``sft``: ``load_examples``: fine-tuning examples from JSONL (OpenAI messages, Alpaca,

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from scratchllm.configs.data import DEFAULT_VAL_FRACTION
 from scratchllm.files import write_json
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ class TokenDataset:
         text: str,
         tokenizer: Tokenizer,
         directory: str | Path,
-        val_fraction: float = 0.1,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
         mask: Sequence[bool] | None = None,
         source: str = "text",
     ) -> TokenDataset:
@@ -273,7 +274,7 @@ class TokenDataset:
         path: str | Path,
         tokenizer: Tokenizer,
         directory: str | Path,
-        val_fraction: float = 0.1,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
     ) -> TokenDataset:
         """Stream a UTF-8 file through the tokenizer into ``directory``, in constant memory."""
         from scratchllm.data.corpus import iter_text_file
@@ -295,7 +296,7 @@ class TokenDataset:
         samples: Iterable[str],
         tokenizer: Tokenizer,
         directory: str | Path,
-        val_fraction: float = 0.1,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
         masks: Iterable[Sequence[bool]] | None = None,
         source: str = "samples",
     ) -> TokenDataset:
@@ -325,7 +326,7 @@ class TokenDataset:
         corpus: Corpus,
         tokenizer: Tokenizer,
         directory: str | Path,
-        val_fraction: float = 0.1,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
     ) -> TokenDataset:
         """A ``Corpus`` from ``resolve_data``: per sample for a language, else as text."""
         if corpus.samples is not None:
@@ -348,7 +349,7 @@ class TokenDataset:
         chunks: Iterable[np.ndarray],
         tokenizer: Tokenizer,
         directory: str | Path,
-        val_fraction: float = 0.1,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
         source: str = "tokens",
     ) -> TokenDataset:
         """Write already-tokenized id arrays (e.g. from another pipeline) as a dataset."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from .base import TOKENIZER_FILE, Tokenizer, read_tokenizer_json
 from .bpe import BPETokenizer
 from .char import CharTokenizer
+from .factory import KINDS, train_tokenizer
 from .lookup import LOOKUPS, BinarySearchLookup, HashLookup, LinearScanLookup, make_lookup
 from .word import WordTokenizer
 
@@ -37,12 +38,14 @@ __all__ = [
     "BinarySearchLookup",
     "CharTokenizer",
     "HashLookup",
+    "KINDS",
     "LOOKUPS",
     "LinearScanLookup",
     "Tokenizer",
     "WordTokenizer",
     "load",
     "make_lookup",
+    "train_tokenizer",
 ]
 
 _OURS = {"char": CharTokenizer, "word": WordTokenizer}

@@ -52,8 +52,6 @@ import torch
 from scratchllm.checkpoint import (
     BEST,
     LAST,
-    METRICS_FILE,
-    PLOT_FILE,
     STATE_JSON,
     Checkpoint,
     load_checkpoint,
@@ -76,6 +74,8 @@ from scratchllm.training.plot import plot_metrics, read_metrics
 from scratchllm.training.schedule import lr_at
 from scratchllm.training.step import MicroBatch, TrainStep
 
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
 _EVAL_SEED_OFFSET = 1_000_003  # validation batches come from their own fixed generator
 
 Callback = Callable[["Trainer"], None]
