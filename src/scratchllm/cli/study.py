@@ -5,9 +5,10 @@
     scratchllm study --languages sticky:k=1 sticky:k=3 markov:order=2,alphabet=6 \\
         --models bigram trigram ngram:n=5 mlp rnn gru lstm gpt --budget small --out big/
 
-Writes ``DIR/report.md``, ``DIR/results.json`` and ``DIR/valid_vs_context.png``, and keeps
-each trained model under ``DIR/<language>/<model>/``. Running the same command again skips
-the runs already finished, so a stopped study resumes. See ``scratchllm.evaluation.study``.
+Writes ``DIR/report.md``, ``DIR/results.json`` and ``DIR/valid_vs_context.png`` (valid %
+per model and language), and keeps each trained model under ``DIR/<language>/<model>/``.
+Running the same command again skips the runs already finished, so a stopped study
+resumes. From Python: ``scratchllm.study.run_study(StudyConfig(...))``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train each model on each language (a character tokenizer over the language's "
             "alphabet), sample from it, verify the samples and write DIR/report.md (a table "
-            "per language, a chart of valid % against the context each language needs, and "
+            "per language, a grid of valid % per model and language, and "
             "an automatic reading), DIR/results.json and DIR/valid_vs_context.png. Neural "
             "models are sized to about the same parameter count per budget. Runs go in "
             "parallel; re-running the command skips finished runs (resume)."
@@ -94,8 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scratchllm.evaluation.study import StudyConfig, run_study
-    from scratchllm.evaluation.study_report import explain, language_summary
+    from scratchllm.study import StudyConfig, run_study
+    from scratchllm.study.report import explain, language_summary
 
     config = StudyConfig(
         languages=args.languages,

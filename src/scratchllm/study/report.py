@@ -1,4 +1,4 @@
-"""What a study writes: ``results.json``, ``valid_vs_context.png`` and ``report.md``.
+"""What a study writes: ``results.json``, the chart (``chart``) and ``report.md``.
 
 The report has a table per language, the chart, and an automatic reading that holds each
 result against theory. A model *sees* ``context`` symbols (a counting n-gram or MLP: n - 1;
@@ -15,17 +15,17 @@ Everything here is a pure function of the rows, so a report can be rebuilt from
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scratchllm.files import write_json, write_text
+
 PASS = 99.0  # valid % at which a model counts as having learned the rule
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
-CHART_FILE = "valid_vs_context.png"
 
 
 def write_outputs(
@@ -35,11 +35,11 @@ def write_outputs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in r.items() if k != "position"} for r in rows]
-    results = out / RESULTS_FILE
-    _atomic_text(results, json.dumps(_finite(clean), indent=2) + "\n")
-    chart = plot_valid_vs_context(clean, out / CHART_FILE)
-    report = out / REPORT_FILE
-    _atomic_text(report, format_report(clean, settings, chart.name if chart else None))
+    from scratchllm.study.chart import CHART_FILE, plot_valid
+
+    results = write_json(out / RESULTS_FILE, clean)
+    chart = plot_valid(clean, out / CHART_FILE)
+    report = write_text(out / REPORT_FILE, format_report(clean, settings, chart and chart.name))
     return report, results, chart
 
 
@@ -160,10 +160,12 @@ def format_report(
             "",
             f"![valid % against context_needed]({chart})",
             "",
-            f"Each line is one model; each point one language, placed at its `context_needed` "
-            f"(n: the rule is decided by the last n - 1 symbols). The dashed line marks "
-            f"{PASS:g} %. A counting n-gram should hold near 100 % up to n = its own n and "
-            "drop after; models with a long window or a state should stay up.",
+            "One row per model, one column per language, ordered by the symbols of context "
+            "its rule needs; each cell is the model's valid %. Bold: at least "
+            f"{PASS:g} %. Outlined in red: not what the model's context predicts (it sees "
+            "enough and fell short, or sees too little and passed anyway). A counting "
+            "n-gram should pass up to the languages that need fewer symbols than it sees "
+            "and fail after; models with a long window or a state should pass everywhere.",
             "",
         ]
     return "\n".join(lines)
@@ -217,73 +219,3 @@ def _num(value: float | None, fmt: str) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return format(value, fmt)
-
-
-# -- the chart ---------------------------------------------------------------------------------
-
-
-def plot_valid_vs_context(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
-    """Valid % against each language's ``context_needed``, one line per model (PNG)."""
-    ok = [r for r in rows if not r.get("error")]
-    if not ok:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # no display needed; keeps a backend already chosen
-    import matplotlib.pyplot as plt
-
-    models = list(dict.fromkeys(r["model"] for r in ok))
-    xs = sorted({r["context_needed"] for r in ok})
-    names: dict[int, list[str]] = {}
-    for r in ok:
-        names.setdefault(r["context_needed"], [])
-        if r["language"] not in names[r["context_needed"]]:
-            names[r["context_needed"]].append(r["language"])
-    width = 0.5 / max(1, len(models))  # models side by side at each x, so points do not hide
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(xs) + 3), 4.5))
-    for i, model in enumerate(models):
-        mine = [r for r in ok if r["model"] == model]
-        shift = (i - (len(models) - 1) / 2) * width
-        pts = sorted((r["context_needed"], r["valid"]) for r in mine)
-        means = {x: [v for xx, v in pts if xx == x] for x in dict.fromkeys(x for x, _ in pts)}
-        label = f"{model} ({sees_text(mine[0]).replace('carries a state', 'state')})"
-        (line,) = ax.plot(
-            [x + shift for x in means],
-            [sum(v) / len(v) for v in means.values()],
-            marker="o",
-            label=label,
-            alpha=0.85,
-        )
-        ax.scatter([x + shift for x, _ in pts], [v for _, v in pts], color=line.get_color(), s=14)
-    ax.axhline(PASS, color="grey", linestyle="--", linewidth=1)
-    ax.set_xticks(xs, [f"{x}\n" + "\n".join(names[x]) for x in xs], fontsize=8)
-    ax.set_xlabel("context_needed of the language (n: the rule reads the last n - 1 symbols)")
-    ax.set_ylabel("valid samples (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title("Which model learns which rule")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-# -- small things ------------------------------------------------------------------------------
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scratchllm.cli import main
-from scratchllm.evaluation.study import (
+from scratchllm.study import (
     BUDGETS,
     StudyConfig,
     build_model,
@@ -22,7 +22,7 @@ from scratchllm.evaluation.study import (
     run_study,
     spec_from_dir_name,
 )
-from scratchllm.evaluation.study_report import expected_to_pass, explain, language_summary
+from scratchllm.study.report import expected_to_pass, explain, language_summary
 
 COUNTING = ["bigram", "trigram"]
 

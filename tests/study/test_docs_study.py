@@ -11,7 +11,7 @@ import pytest
 
 from scratchllm.cli import main
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "study.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "study.md"
 
 
 def doc_commands(text: str) -> list[list[str]]:
