@@ -285,10 +285,11 @@ def load_checkpoint(
     if tok_file.is_file():
         tokenizer = load_tokenizer(tok_file)
         if tokenizer.vocab_size != model.vocab_size:
+            n, m = tokenizer.vocab_size, model.vocab_size
             raise ValueError(
-                f"{tok_file}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
-                f"in {directory} has vocab_size {model.vocab_size}; this is not the "
-                "tokenizer the model was trained with"
+                f"{tok_file}: the tokenizer has {n} tokens but the model in {directory} has "
+                f"vocab_size {m} ({TOKENIZER_FILE} has {n} tokens, config.json says {m}); it "
+                "is not the tokenizer the model was trained with: save that one beside it"
             )
     elif require_tokenizer:
         raise FileNotFoundError(

@@ -147,3 +147,17 @@ def test_subprocess_smoke(text_ckpt):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["perplexity"] > 1
+
+
+def test_split_val_is_the_fraction_the_runs_dataset_held_out(capsys, tmp_path):
+    data = tmp_path / "cats.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--model", "ngram", "--n", "3", "--out", str(run),
+            "--val-fraction", "0.25", "--quiet", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    full = run_json(capsys, run, "--data", data)
+    val = run_json(capsys, run / "best", "--data", data, "--split", "val")
+    assert val["val_fraction"] == 0.25  # read from run/data/meta.json, not assumed
+    assert val["n_tokens"] == pytest.approx(full["n_tokens"] * 0.25, abs=2)

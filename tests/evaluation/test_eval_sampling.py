@@ -82,3 +82,22 @@ def test_bad_arguments(kwargs, match):
     args = {"prompt": [0], "n": 1, "max_new_tokens": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         sample_tokens(FixedNext([0.0, 1.0]), **args)
+
+
+def test_the_samples_are_what_generate_gives_with_their_seeds():
+    # The measured samples are what `generate` (and so `scratchllm sample`) makes: each
+    # row alone, with its seed, through the KV cache and past the context (block 8).
+    from scratchllm.evaluation.sampling import sample_seeds
+    from scratchllm.generation import generate
+    from scratchllm.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=8, block_size=8)).eval()
+    out = sample_tokens(model, [0], n=5, max_new_tokens=12, seed=3, stop_token=4, batch_size=2)
+    for row, seed in zip(out, sample_seeds(3, 5)):
+        alone = generate(model, [[0]], 12, eos_token_id=4, seed=seed)[0, 1:].tolist()
+        assert row == (alone[: alone.index(4) + 1] if 4 in alone else alone)
+    assert len({tuple(r) for r in out}) > 1  # not one sample five times
+    assert sample_tokens(model, [0], n=5, max_new_tokens=12, seed=3, stop_token=4) == out
+    assert sample_tokens(model, [0], n=3, max_new_tokens=12, seed=3, stop_token=4) == out[:3]
+    assert not set(sample_seeds(1, 50)) & set(sample_seeds(2, 50))  # seeds do not overlap

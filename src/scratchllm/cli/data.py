@@ -3,6 +3,9 @@
 scratchllm data languages                      # families, parameters, context needed
 scratchllm data sample sticky:k=2 -n 10        # samples, one per line
 scratchllm data verify sticky:k=2 < file.txt   # a verdict per invalid sample; exit 1 if any
+
+From Python: ``scratchllm.data.languages.languages()``, ``get(spec).samples(n, seed)`` and
+``verify_text(get(spec), text)``.
 """
 
 from __future__ import annotations
@@ -99,23 +102,19 @@ def _languages(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import random
-
     from scratchllm.data.languages import get
 
     if args.num < 0:
         raise ValueError(f"-n must be 0 or more, got {args.num}")
-    lang = get(args.spec)
-    rng = random.Random(args.seed)
-    for _ in range(args.num):
-        sys.stdout.write(lang.sample(rng))
+    for sample in get(args.spec).samples(args.num, seed=args.seed):
+        sys.stdout.write(sample)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scratchllm.data.languages import END, get, split_samples
+    from scratchllm.data.languages import END, get, verify_text
 
     lang = get(args.spec)  # a bad spec fails before reading a large input
     if args.file == "-":
@@ -125,19 +124,13 @@ def _verify(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path} (give a file of samples, or '-')")
         text = path.read_text(encoding="utf-8")
-    samples = split_samples(text)
-    bad = 0
-    for i, sample in enumerate(samples, start=1):
-        verdict = lang.verify(sample)
-        if verdict.valid:
-            continue
-        bad += 1
-        if bad <= args.show:
-            shown = sample.removesuffix(END)
-            print(f"sample {i}: invalid at position {verdict.position}: {verdict.reason}")
-            print(f"    {shown}")
-            print(f"    {' ' * (verdict.position or 0)}^")
+    n, invalid = verify_text(lang, text)
+    for i, sample, verdict in invalid[: max(args.show, 0)]:
+        print(f"sample {i}: invalid at position {verdict.position}: {verdict.reason}")
+        print(f"    {sample.removesuffix(END)}")
+        print(f"    {' ' * (verdict.position or 0)}^")
+    bad = len(invalid)
     if bad > args.show:
         print(f"... and {bad - args.show} more invalid samples")
-    print(f"{len(samples) - bad} of {len(samples)} valid ({lang.spec})")
+    print(f"{n - bad} of {n} valid ({lang.spec})")
     return 1 if bad else 0

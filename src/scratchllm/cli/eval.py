@@ -5,6 +5,7 @@
 
 CKPT is a run directory written by ``scratchllm train`` (its ``last/`` checkpoint, or ``best/``
 with ``--best``) or a checkpoint directory (config.json, model.safetensors, tokenizer.json).
+The work is ``scratchllm.evaluation.run.evaluate_checkpoint``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-from scratchllm.cli import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split",
         choices=("all", "val"),
         default="all",
-        help="text only: score all of it, or only its last 10%% of tokens, the validation "
-        "split a TokenDataset holds out (default: %(default)s)",
+        help="text only: score all of it, or only its last fraction of tokens, the "
+        "fraction the run's dataset held out for validation (its data/meta.json; 10%% "
+        "without one) (default: %(default)s)",
     )
     add("--samples", type=int, default=1000, metavar="M", help=_d("strings to sample"))
     add(
@@ -90,80 +90,27 @@ def _d(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_checkpoint(args.checkpoint, args.device, args.best)
-    for name in ("samples", "heldout", "train_samples"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    corpus = _resolve(args.data, n_samples=args.heldout, seed=args.seed + 1)
-    if corpus.language is not None:
-        result = _eval_language(args, model, tokenizer, corpus)
-    else:
-        result = _eval_text(args, model, tokenizer, corpus.text)
-    result = {"checkpoint": str(args.checkpoint), "data": args.data, **result}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        from scratchllm.evaluation.perplexity import format_table
+    from scratchllm.evaluation.perplexity import format_table
+    from scratchllm.evaluation.run import evaluate_checkpoint
 
-        print(format_table(result))
-        for e in result.get("invalid_examples", []):
-            print(f"  invalid: {e['sample']!r}: {e['reason']}")
-    return 0
-
-
-def load_checkpoint(path: Path, device: str = "cpu", best: bool = False):  # noqa: ANN201
-    """The model and tokenizer of a run or checkpoint directory, checked against each other."""
-    import scratchllm.models as models
-    from scratchllm import tokenizers
-    from scratchllm.tokenizers.base import tokenizer_file
-    from scratchllm.training.checkpoint import find_checkpoint
-
-    directory = find_checkpoint(path, "best" if best else "last")
-    model = models.load(directory, device=device)
-    tokenizer = tokenizers.load(directory)
-    if tokenizer.vocab_size != model.vocab_size:
-        raise ValueError(
-            f"{tokenizer_file(directory)} has {tokenizer.vocab_size} tokens but the model in "
-            f"{directory} has vocab_size {model.vocab_size}; save the tokenizer the model was "
-            "trained with beside it"
-        )
-    return model, tokenizer
-
-
-def _resolve(data: str, n_samples: int, seed: int):  # noqa: ANN202
-    from scratchllm.data.corpus import resolve_data
-
-    return resolve_data(data, n_samples=n_samples, seed=seed)
-
-
-def _eval_text(args: argparse.Namespace, model, tokenizer, text: str) -> dict:  # noqa: ANN001
-    from scratchllm.data.dataset import validation_start
-    from scratchllm.evaluation.perplexity import evaluate_text
-
-    if args.split == "val":
-        ids = tokenizer.encode(text)
-        text = tokenizer.decode(ids[validation_start(len(ids), 0.1, []) :])
-    report = evaluate_text(model, tokenizer, text).to_dict()
-    return {"val_loss": report.pop("loss"), **report}
-
-
-def _eval_language(args: argparse.Namespace, model, tokenizer, corpus) -> dict:  # noqa: ANN001
-    from scratchllm.data.languages import split_samples
-    from scratchllm.evaluation.validity import evaluate_language
-
-    train = None
-    if args.train_data is not None:
-        given = _resolve(args.train_data, n_samples=args.train_samples, seed=args.train_seed)
-        train = given.samples if given.samples is not None else split_samples(given.text)
-    report = evaluate_language(
-        model,
-        tokenizer,
-        corpus.language,
-        n_samples=args.samples,
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        best=args.best,
+        split=args.split,
+        samples=args.samples,
         temperature=args.temperature,
         seed=args.seed,
-        train_samples=train,
-        heldout=corpus.samples,
-    ).to_dict()
-    order = ["val_loss", "perplexity", "bits_per_char", "valid", "unique", "novel", "kl"]
-    return {k: report.pop(k) for k in order} | report
+        heldout=args.heldout,
+        train_data=args.train_data,
+        train_samples=args.train_samples,
+        train_seed=args.train_seed,
+        device=args.device,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(format_table(result))
+    for e in result.get("invalid_examples", []):
+        print(f"  invalid: {e['sample']!r}: {e['reason']}")
+    return 0

@@ -5,8 +5,8 @@
     scratchllm inspect runs/gpt --out look/ --text $'\\naabb11\\n'      # attention on a text
 
 CKPT is a checkpoint directory (config.json, model.safetensors, tokenizer.json) or a run
-directory (its last/ checkpoint). What is drawn depends on the model family; see
-``scratchllm.evaluation.inspect``.
+directory (its last/ checkpoint). What is drawn depends on the model family; the work is
+``scratchllm.evaluation.inspect.inspect_checkpoint``.
 """
 
 from __future__ import annotations
@@ -68,29 +68,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scratchllm.cli import UserError
-    from scratchllm.data.languages import get
-    from scratchllm.evaluation.inspect import find_language, format_offset_table, inspect_model
-    from scratchllm.training.checkpoint import load_checkpoint
+    from scratchllm.evaluation.inspect import format_offset_table, inspect_checkpoint
 
     if args.rows < 1:
         raise UserError(f"--rows ({args.rows}) must be at least 1")
-    offsets = _parse_offsets(args.offsets)
-    ckpt = load_checkpoint(args.checkpoint, device=args.device)
-    if args.language is not None:
-        language, where = get(args.language), "--language"
-    else:
-        found = find_language(ckpt.path)
-        language, where = found if found is not None else (None, "")
+    done = inspect_checkpoint(
+        args.checkpoint,
+        args.out,
+        text=args.text,
+        language=args.language,
+        offsets=_parse_offsets(args.offsets),
+        seed=args.seed,
+        max_rows=args.rows,
+        device=args.device,
+    )
+    ckpt, language, report = done.checkpoint, done.language, done.report
     model = ckpt.model
     print(f"checkpoint: {ckpt.path} ({model.family}, {model.num_parameters():,} parameters)")
     if language is not None:
-        print(f"language: {language.spec} (from {where})")
+        print(f"language: {language.spec} (from {done.language_from})")
     else:
         print("language: unknown (pass --language SPEC to mark the rule and score offsets)")
-
-    report = inspect_model(
-        model, ckpt.tokenizer, args.out, args.text, language, offsets, args.seed, args.rows
-    )
     for note in report.notes:
         print(f"note: {note}")
     read = report.attention or report.rnn

@@ -6,7 +6,8 @@
     scratchllm sample runs/shakespeare                       # on a terminal: a prompt loop
 
 CKPT is a run directory written by ``scratchllm train`` (its ``last/`` checkpoint is used;
-``--best`` takes ``best/``) or a checkpoint directory itself.
+``--best`` takes ``best/``) or a checkpoint directory itself. The work is
+``scratchllm.textgen``: ``load_model`` and ``complete`` (or ``iter_completions``).
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_args(args)
-    model, tokenizer = load(args.checkpoint, args.best, args.device)
+    from scratchllm.textgen import check_options, load_model
+
+    check_options(args.max_new_tokens, args.num_samples, args.num_beams, args.stream)
+    model, tokenizer = load_model(args.checkpoint, args.best, args.device)
     if args.prompt is not None:
         sample(model, tokenizer, args.prompt, args)
         return 0
@@ -62,117 +65,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    for name in ("max_new_tokens", "num_samples", "num_beams"):
-        value = getattr(args, name)
-        least = 0 if name == "max_new_tokens" else 1
-        if value < least:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
-    if args.num_beams > 1:
-        if args.stream:
-            raise ValueError("--stream works with sampling or greedy decoding, not --num-beams")
-        if args.num_samples > args.num_beams:
-            raise ValueError(
-                f"--num-samples ({args.num_samples}) must not exceed --num-beams "
-                f"({args.num_beams}): beam search returns its best beams"
-            )
+def sample(model: Any, tokenizer: Any, prompt: str, args: argparse.Namespace) -> list[str]:
+    """Print ``--num-samples`` continuations of ``prompt`` (each after the prompt itself,
+    separated by a line of dashes) as they come, and return them."""
+    from scratchllm.textgen import encode_prompt, iter_completions
 
-
-def load(path: Path, best: bool = False, device: str = "cpu") -> tuple[Any, Any]:
-    """The model and tokenizer of a run or checkpoint directory, ready for generation."""
-    from scratchllm.training.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(path, device=device, which="best" if best else "last")
-    return ckpt.model.eval(), ckpt.tokenizer
-
-
-def encode_prompt(tokenizer: Any, text: str) -> list[int]:
-    """The prompt's ids; an empty prompt starts from a newline (or token 0)."""
-    if not text:
-        try:
-            return tokenizer.encode("\n") or [0]
-        except ValueError:
-            return [0]
-    try:
-        ids = tokenizer.encode(text)
-    except ValueError as e:
-        raise ValueError(f"the prompt cannot be encoded by this model's tokenizer: {e}") from None
-    unk = getattr(tokenizer, "unk_id", None)
-    if unk is not None and unk in ids:
-        bad = sorted({c for c in text if tokenizer.encode(c) == [unk]})
-        print(
-            f"note: the tokenizer does not know {''.join(bad)!r}; it reads them as <unk>",
-            file=sys.stderr,
-        )
-    return ids or [0]
-
-
-def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(
+    _, unknown = encode_prompt(tokenizer, prompt)
+    if unknown:
+        print(f"note: the tokenizer does not know {unknown!r}; it reads them as <unk>",
+              file=sys.stderr)  # fmt: skip
+    pieces = iter_completions(
+        model,
+        tokenizer,
+        prompt,
+        max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
         repetition_penalty=args.repetition_penalty,
+        num_beams=args.num_beams,
+        num_samples=args.num_samples,
+        seed=args.seed,
         stop=args.stop,
+        stream=args.stream,
     )
-
-
-def sample(model: Any, tokenizer: Any, prompt: str, args: argparse.Namespace) -> list[str]:
-    """Print ``--num-samples`` continuations of ``prompt`` (each after the prompt itself)
-    and return them."""
-    from scratchllm.generation import generate, stream_generate
-
-    ids = encode_prompt(tokenizer, prompt)
-    seed = args.seed
-    outputs: list[str] = []
-    for i in range(args.num_samples if args.num_beams == 1 else 1):
-        if i:
-            print(SEPARATOR)
-        row_seed = None if seed is None else seed + i
-        if args.stream:
+    texts: list[str] = []
+    for i, piece in pieces:
+        if i == len(texts):  # sample i starts
+            if i:
+                sys.stdout.write("\n" + SEPARATOR + "\n")
             sys.stdout.write(prompt)
-            pieces = []
-            for piece in stream_generate(
-                model, ids, args.max_new_tokens, tokenizer=tokenizer, seed=row_seed,
-                **generation_kwargs(args),
-            ):  # fmt: skip
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-                pieces.append(piece)
-            sys.stdout.write("\n")
-            outputs.append("".join(pieces))
-            continue
-        if args.num_beams > 1:
-            outputs.extend(_beams(model, tokenizer, ids, prompt, args))
-            continue
-        kw = generation_kwargs(args)
-        out = generate(model, [ids], args.max_new_tokens, tokenizer=tokenizer, seed=row_seed, **kw)
-        text = tokenizer.decode(out[0, len(ids) :].tolist())
-        print(prompt + text)
-        outputs.append(text)
+            texts.append("")
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        texts[i] += piece
+    sys.stdout.write("\n")
     sys.stdout.flush()
-    return outputs
-
-
-def _beams(model: Any, tokenizer: Any, ids: list[int], prompt: str, args) -> list[str]:  # noqa: ANN001
-    from scratchllm.generation import beam_search
-
-    result = beam_search(
-        model,
-        [ids],
-        args.max_new_tokens,
-        args.num_beams,
-        num_return_sequences=args.num_samples,
-        repetition_penalty=args.repetition_penalty,
-    )
-    texts = []
-    for r in range(args.num_samples):
-        new = int(result.new_tokens[0, r])
-        text = tokenizer.decode(result.sequences[0, r, len(ids) : len(ids) + new].tolist())
-        if r:
-            print(SEPARATOR)
-        print(prompt + text)
-        texts.append(text)
     return texts
 
 

@@ -2,7 +2,8 @@
 
 - ``perplexity``: ``evaluate_text`` (loss, perplexity, bits per token/char/byte) and the
   sliding-window ``next_token_logprobs`` every measurement shares.
-- ``sampling``: ``sample_tokens``, a plain ancestral sampler that works for any model.
+- ``sampling``: ``sample_tokens``, many seeded samples of one prompt through
+  ``generation.generate`` (the sampler ``scratchllm sample`` runs).
 - ``validity``: ``evaluate_language`` (valid, unique, novel, KL) and ``kl_to_language``.
 """
 

@@ -18,6 +18,8 @@ Each piece is its own module and can be used alone: ``inspect_ngram``,
 ``inspect_embeddings``, ``inspect_attention``, ``inspect_rnn``. Knowing the language the
 model was trained on adds the rule's allowed transitions, the classes of the symbols and
 the offsets to score; ``find_language`` looks for it beside a checkpoint.
+``inspect_checkpoint(path, out_dir)`` does all of it for a saved model: what
+``scratchllm inspect`` runs.
 
 >>> from scratchllm.data.languages import get
 >>> lang = get("sticky:k=1")
@@ -34,8 +36,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from scratchllm.checkpoint import Checkpoint, load_checkpoint
+from scratchllm.data.languages import Language
 from scratchllm.evaluation.inspect_attention import (
     AttentionMaps,
     attention_maps,
@@ -55,6 +58,8 @@ from scratchllm.evaluation.inspect_embeddings import (
 )
 from scratchllm.evaluation.inspect_ngram import NGRAM_PNG, NGramTable, ngram_table, plot_ngram_table
 from scratchllm.evaluation.inspect_rnn import RNN_PNG, RNNActivity, plot_rnn_hidden, rnn_activity
+from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.base import Tokenizer
 
 __all__ = [
     "FAMILIES",
@@ -69,6 +74,7 @@ __all__ = [
     "embedding_plot",
     "find_language",
     "format_offset_table",
+    "inspect_checkpoint",
     "inspect_model",
     "lookback_offsets",
     "ngram_table",
@@ -96,12 +102,48 @@ class InspectReport:
     rnn: RNNActivity | None = None
 
 
+@dataclass
+class CheckpointInspection:
+    """What ``inspect_checkpoint`` read and wrote."""
+
+    checkpoint: Checkpoint
+    language: Language | None  # the language the plots mark (None: unknown)
+    language_from: str  # where it was found: "--language", a file, a directory name, ""
+    report: InspectReport
+
+
+def inspect_checkpoint(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    text: str | None = None,
+    language: str | Language | None = None,
+    offsets: Sequence[int] | None = None,
+    seed: int = 0,
+    max_rows: int = 32,
+    device: str = "cpu",
+) -> CheckpointInspection:
+    """Read the checkpoint at ``path`` (a run directory's ``last/`` or a checkpoint
+    directory), find the language it was trained on unless one is given (``find_language``),
+    and write its plots into ``out_dir`` (``inspect_model``)."""
+    from scratchllm.data.languages import get
+
+    ckpt = load_checkpoint(path, device=device)
+    if language is not None:
+        lang, where = (get(language) if isinstance(language, str) else language), "--language"
+    else:
+        found = find_language(ckpt.path)
+        lang, where = found if found is not None else (None, "")
+    report = inspect_model(ckpt.model, ckpt.tokenizer, out_dir, text, lang, offsets, seed, max_rows)
+    return CheckpointInspection(ckpt, lang, where, report)
+
+
 def inspect_model(
-    model: Any,
-    tokenizer: Any,
+    model: LanguageModel,
+    tokenizer: Tokenizer,
     out_dir: str | Path,
     text: str | None = None,
-    language: Any | None = None,
+    language: Language | None = None,
     offsets: Sequence[int] | None = None,
     seed: int = 0,
     max_rows: int = 32,
@@ -165,7 +207,9 @@ def inspect_model(
     return report
 
 
-def prepare_text(model: Any, tokenizer: Any, text: str) -> tuple[list[int], list[str], list[str]]:
+def prepare_text(
+    model: LanguageModel, tokenizer: Tokenizer, text: str
+) -> tuple[list[int], list[str], list[str]]:
     """``(ids, token texts, notes)`` for ``text``, cut to the model's context if longer."""
     if not isinstance(text, str) or not text:
         raise ValueError("the text to inspect is empty; give at least one character")
@@ -187,7 +231,9 @@ def prepare_text(model: Any, tokenizer: Any, text: str) -> tuple[list[int], list
     return ids, tokens, notes
 
 
-def default_text(model: Any, tokenizer: Any, language: Any | None, seed: int = 0) -> str:
+def default_text(
+    model: LanguageModel, tokenizer: Tokenizer, language: Language | None, seed: int = 0
+) -> str:
     """A text to look at when none is given: samples of the language after an END (the
     context a sample has in training), or else the model's own sample."""
     n = min(DEFAULT_TEXT_TOKENS, model.context_length)
@@ -216,7 +262,7 @@ def default_text(model: Any, tokenizer: Any, language: Any | None, seed: int = 0
     return tokenizer.decode([start, *ids])
 
 
-def _start_token(tokenizer: Any) -> int:
+def _start_token(tokenizer: Tokenizer) -> int:
     """The END ("\\n") token if the vocabulary has one (samples follow it), else id 0."""
     try:
         ids = tokenizer.encode("\n")
@@ -228,7 +274,7 @@ def _start_token(tokenizer: Any) -> int:
 # -- which language a checkpoint was trained on -------------------------------------------------
 
 
-def find_language(checkpoint: str | Path) -> tuple[Any, str] | None:
+def find_language(checkpoint: str | Path) -> tuple[Language, str] | None:
     """The language a checkpoint was trained on, and where that was read, if it is recorded.
 
     Looked for, in order: a ``"language"`` spec in the checkpoint's ``trainer_state.json``

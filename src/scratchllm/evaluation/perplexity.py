@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scratchllm.evaluation.sampling import model_device
-from scratchllm.models.base import LanguageModel
-
-LN2 = math.log(2)
+from scratchllm.generation.generate import model_device
+from scratchllm.metrics import LN2, perplexity
+from scratchllm.models.base import LanguageModel, at_least_float32
+from scratchllm.tokenizers.base import Tokenizer
 
 
 @dataclass
@@ -91,7 +91,8 @@ def next_token_logprobs(
         x = torch.from_numpy(ids[s[:, None] + offsets].astype(np.int64)).to(device)  # (B, W)
         logits, _ = model(x)  # (B, W, V)
         keep = offsets[None, :] >= (W - k)[:, None]  # (B, W): the newly scored positions
-        logprobs = F.log_softmax(logits.float()[torch.from_numpy(keep).to(device)], dim=-1)
+        kept = at_least_float32(logits)[torch.from_numpy(keep).to(device)]  # (k, V)
+        logprobs = F.log_softmax(kept, dim=-1)
         positions = (s[:, None] + offsets + 1)[keep]  # target index of each kept row
         yield positions, logprobs
 
@@ -114,7 +115,7 @@ def evaluate_ids(
 
 def evaluate_text(
     model: LanguageModel,
-    tokenizer,  # noqa: ANN001  (any scratchllm Tokenizer)
+    tokenizer: Tokenizer,
     text: str,
     stride: int | None = None,
     batch_size: int | None = None,
@@ -140,7 +141,7 @@ def evaluate_text(
     return PerplexityReport(
         n_tokens=count,
         loss=loss,
-        perplexity=math.exp(loss) if loss < 700 else math.inf,
+        perplexity=perplexity(loss),
         bits_per_token=loss / LN2,
         n_chars=n_chars,
         bits_per_char=bits / n_chars if n_chars > 0 else None,

@@ -1,9 +1,12 @@
-"""A plain ancestral sampler that works for any ``LanguageModel``.
+"""Many samples from one prompt, for measuring: ``generation.generate`` in seeded batches.
 
-Each step re-runs ``forward`` on the last ``context_length`` tokens and draws the next
-token from ``softmax(logits / temperature)``: no cache, no tricks, so it serves every model
-family the same way (the fast decode loop is ``scratchllm.generation``'s job). It draws many
-sequences at once as one batch.
+The validity of a model on a language (``validity.evaluate_language``, the study, the
+Trainer's evaluations) is measured on strings sampled here, and here samples come from
+``generate``: the same decode loop, KV cache and sampling that ``scratchllm sample``
+runs, so a measured figure is a figure of what a user gets. Sample ``i`` of a call is
+drawn by its own generator, seeded with the ``i``-th word of
+``numpy.random.SeedSequence(seed)``: the samples do not depend on the batch size, the
+first k of n are the k of a call with n = k, and two seeds give unrelated samples.
 
 >>> model = NGram(NGramConfig(n=2, vocab_size=3, smoothing=0)).fit([0, 1, 2, 0, 1, 2])
 >>> sample_tokens(model, prompt=[0], n=2, max_new_tokens=4, seed=0)   # doctest: +SKIP
@@ -12,22 +15,23 @@ sequences at once as one batch.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
-import torch
+import numpy as np
 
+from scratchllm.generation import generate
 from scratchllm.models.base import LanguageModel
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Where the model's tensors live (CPU for a model with none)."""
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        return t.device
-    return torch.device("cpu")
+def sample_seeds(seed: int, n: int) -> list[int]:
+    """The seeds of samples ``0..n-1`` of a call seeded ``seed``.
+
+    >>> sample_seeds(0, 3) == sample_seeds(0, 5)[:3]
+    True
+    """
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
 
 
-@torch.inference_mode()
 def sample_tokens(
     model: LanguageModel,
     prompt: Sequence[int],
@@ -42,7 +46,7 @@ def sample_tokens(
 
     A sequence stops after it produces ``stop_token`` (which it keeps). ``temperature`` 0
     means greedy (always the most likely token); higher flattens the distribution.
-    The same ``seed`` gives the same samples.
+    The same ``seed`` gives the same samples; ``batch_size`` rows are decoded at once.
     """
     if not temperature >= 0:
         raise ValueError(f"temperature ({temperature!r}) must be >= 0 (0 = greedy)")
@@ -51,30 +55,20 @@ def sample_tokens(
     prompt = list(prompt)
     if not prompt:
         raise ValueError("the prompt needs at least one token (e.g. the end-of-sample marker)")
-    model.eval()
-    device = model_device(model)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    window = max(1, model.context_length)
+    seeds = sample_seeds(seed, n)
     out: list[list[int]] = []
     for first in range(0, n, batch_size):
-        b = min(batch_size, n - first)
-        seq = torch.tensor([prompt] * b, dtype=torch.long, device=device)  # (b, P)
-        done = torch.zeros(b, dtype=torch.bool, device=device)
-        for _ in range(max_new_tokens):
-            logits, _ = model(seq[:, -window:])
-            logits = logits[:, -1, :].float()  # (b, V): the next token's scores
-            if temperature == 0:
-                nxt = logits.argmax(-1)
-            else:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)  # (b, P + t)
-            if stop_token is not None:
-                done |= nxt == stop_token
-                if bool(done.all()):
-                    break
-        for row in seq[:, len(prompt) :].tolist():
+        rows = seeds[first : first + batch_size]
+        ids = generate(
+            model,
+            [prompt] * len(rows),
+            max_new_tokens,
+            temperature=temperature,
+            eos_token_id=stop_token,
+            seed=rows,
+        )
+        for row in ids[:, len(prompt) :].tolist():
             if stop_token is not None and stop_token in row:
-                row = row[: row.index(stop_token) + 1]
+                row = row[: row.index(stop_token) + 1]  # what follows is padding
             out.append(row)
     return out

@@ -10,8 +10,9 @@ For a synthetic language (``scratchllm.data.languages``) we can do better than p
   symbol positions of held-out samples of ``KL(true || model)`` in nats: 0 means the
   model's predictions are the true ones.
 
-Samples are drawn with ``sample_tokens``, each starting from the end-of-sample marker (the
-same context a sample has in the training stream) and cut at the next END.
+Samples are drawn with ``sample_tokens`` (``generation.generate`` in seeded batches), each
+starting from the end-of-sample marker (the same context a sample has in the training
+stream) and cut at the next END.
 
 >>> report = evaluate_language(model, tokenizer, get("markov:order=2"),
 ...                            train_samples=train, heldout=held_out)  # doctest: +SKIP

@@ -46,6 +46,7 @@ __all__ = [
     "languages",
     "parse_spec",
     "split_samples",
+    "verify_text",
 ]
 
 # name -> class, in the order `scratchllm data languages` lists them
@@ -126,3 +127,20 @@ def get(spec: str) -> Language:
             )
         kwargs[infos[key].attr] = infos[key].parse(value)
     return cls(**kwargs)
+
+
+def verify_text(language: Language, text: str) -> tuple[int, list[tuple[int, str, Verdict]]]:
+    """Verify every sample of ``text`` (split after each END): ``(number of samples, the
+    invalid ones as (1-based index, sample, verdict))``. What ``scratchllm data verify`` does.
+
+    >>> n, bad = verify_text(get("sticky:k=1"), "aaAA\\naA\\n")
+    >>> n, [(i, s) for i, s, _ in bad]
+    (2, [(2, 'aA\\n')])
+    """
+    samples = split_samples(text)
+    invalid = []
+    for i, sample in enumerate(samples, start=1):
+        verdict = language.verify(sample)
+        if not verdict.valid:
+            invalid.append((i, sample, verdict))
+    return len(samples), invalid

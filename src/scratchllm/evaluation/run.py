@@ -1,0 +1,123 @@
+"""A saved model measured on text or a language: what ``scratchllm eval`` does.
+
+``evaluate_checkpoint(path, data)`` reads the checkpoint (``scratchllm.checkpoint``: a run
+directory's ``last/``, or ``best/``, or a checkpoint directory) and measures it on ``data``:
+
+- a text file or ``stdlib-docs``: loss, perplexity, bits per token / character / byte
+  (``evaluate_text``), over all of it or (``split="val"``) over its last fraction of
+  tokens, the fraction the run's own dataset held out (its ``meta.json``; 0.1 when the
+  checkpoint has no dataset beside it);
+- a language spec: the same on fresh held-out samples, plus valid / unique / novel / KL
+  (``evaluate_language``).
+
+>>> evaluate_checkpoint("runs/trigram", "markov:order=2", samples=200)["valid"]  # doctest: +SKIP
+0.995
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from scratchllm.checkpoint import BEST, DATA_DIR, LAST, load_checkpoint, run_directory
+from scratchllm.configs.data import DEFAULT_VAL_FRACTION
+from scratchllm.data.corpus import Corpus, resolve_data
+from scratchllm.data.dataset import TokenDataset, validation_start
+from scratchllm.data.languages import split_samples
+from scratchllm.evaluation.perplexity import evaluate_text
+from scratchllm.evaluation.validity import evaluate_language
+from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.base import Tokenizer
+
+SPLITS = ("all", "val")
+# The order a language result lists its main figures in (the rest follow).
+_LANGUAGE_ORDER = ("val_loss", "perplexity", "bits_per_char", "valid", "unique", "novel", "kl")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str,
+    *,
+    best: bool = False,
+    split: str = "all",
+    samples: int = 1000,
+    temperature: float = 1.0,
+    seed: int = 0,
+    heldout: int = 200,
+    train_data: str | None = None,
+    train_samples: int = 10_000,
+    train_seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """The measurements of the checkpoint at ``checkpoint`` on ``data`` (module docstring),
+    as one flat dict that starts with ``checkpoint`` and ``data``.
+
+    For a language: ``samples`` strings are sampled at ``temperature`` with ``seed``, and
+    ``heldout`` fresh samples (seed + 1) give the loss and the KL; ``train_data`` (a file
+    of samples or the spec with ``train_samples`` and ``train_seed``) gives the novelty.
+    """
+    for name, value in (
+        ("samples", samples),
+        ("heldout", heldout),
+        ("train_samples", train_samples),
+    ):
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {SPLITS}")
+    ckpt = load_checkpoint(checkpoint, device=device, which=BEST if best else LAST)
+    model, tokenizer = ckpt.model.eval(), ckpt.tokenizer
+    corpus = resolve_data(data, n_samples=heldout, seed=seed + 1)
+    if corpus.language is not None:
+        train = None
+        if train_data is not None:
+            given = resolve_data(train_data, n_samples=train_samples, seed=train_seed)
+            train = given.samples if given.samples is not None else split_samples(given.text)
+        result = _on_language(model, tokenizer, corpus, samples, temperature, seed, train)
+    else:
+        fraction = val_fraction_of(ckpt.path) if split == "val" else None
+        result = _on_text(model, tokenizer, corpus.text, fraction)
+    return {"checkpoint": str(checkpoint), "data": data, **result}
+
+
+def val_fraction_of(checkpoint: str | Path) -> float:
+    """The validation fraction of the dataset a checkpoint was trained on: its run
+    directory's ``data/meta.json``, or ``DEFAULT_VAL_FRACTION`` when there is none."""
+    directory = run_directory(checkpoint) / DATA_DIR
+    if not (directory / "meta.json").is_file():
+        return DEFAULT_VAL_FRACTION
+    return TokenDataset(directory).meta.val_fraction
+
+
+def _on_text(
+    model: LanguageModel, tokenizer: Tokenizer, text: str, val_fraction: float | None
+) -> dict[str, Any]:
+    head: dict[str, Any] = {}
+    if val_fraction is not None:
+        ids = tokenizer.encode(text)
+        text = tokenizer.decode(ids[validation_start(len(ids), val_fraction, []) :])
+        head["val_fraction"] = val_fraction
+    report = evaluate_text(model, tokenizer, text).to_dict()
+    return {"val_loss": report.pop("loss"), **report, **head}
+
+
+def _on_language(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    corpus: Corpus,
+    samples: int,
+    temperature: float,
+    seed: int,
+    train: list[str] | None,
+) -> dict[str, Any]:
+    report = evaluate_language(
+        model,
+        tokenizer,
+        corpus.language,
+        n_samples=samples,
+        temperature=temperature,
+        seed=seed,
+        train_samples=train,
+        heldout=corpus.samples,
+    ).to_dict()
+    return {k: report.pop(k) for k in _LANGUAGE_ORDER} | report

@@ -1,0 +1,140 @@
+"""Text in, text out: a saved model continues a prompt. What ``scratchllm sample`` does.
+
+``load_model(path)`` reads a checkpoint (``scratchllm.checkpoint``) ready for generation;
+``complete(model, tokenizer, prompt, ...)`` returns the continuations of a prompt (sampled,
+greedy or by beam search, through ``scratchllm.generation``), and ``iter_completions``
+yields them as they are made, for a terminal or a server to show::
+
+    >>> model, tok = load_model("runs/demo")                              # doctest: +SKIP
+    >>> complete(model, tok, "Return the", num_samples=2, seed=0)          # doctest: +SKIP
+    [' value of the ...', ' number of ...']
+
+Sample ``i`` is seeded ``seed + i`` (as ``generate`` seeds row i of a batch), so a sample is
+the same whether it was asked for alone or among others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from scratchllm.checkpoint import BEST, LAST, load_checkpoint
+from scratchllm.generation import beam_search, generate, stream_generate
+from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.base import Tokenizer
+
+
+def load_model(
+    path: str | Path, best: bool = False, device: str = "cpu"
+) -> tuple[LanguageModel, Tokenizer]:
+    """The model (in eval mode) and tokenizer of a run directory (its ``last/``, or
+    ``best/``) or a checkpoint directory."""
+    ckpt = load_checkpoint(path, device=device, which=BEST if best else LAST)
+    return ckpt.model.eval(), ckpt.tokenizer
+
+
+def encode_prompt(tokenizer: Tokenizer, text: str) -> tuple[list[int], str]:
+    """``(ids, the characters the tokenizer reads as <unk>)``. An empty prompt starts from
+    a newline (or token 0): every model needs one token to condition on."""
+    if not text:
+        try:
+            return tokenizer.encode("\n") or [0], ""
+        except ValueError:
+            return [0], ""
+    try:
+        ids = tokenizer.encode(text)
+    except ValueError as e:
+        raise ValueError(f"the prompt cannot be encoded by this model's tokenizer: {e}") from None
+    unk = getattr(tokenizer, "unk_id", None)
+    unknown = ""
+    if unk is not None and unk in ids:
+        unknown = "".join(sorted({c for c in text if tokenizer.encode(c) == [unk]}))
+    return ids or [0], unknown
+
+
+def iter_completions(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str,
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    num_beams: int = 1,
+    num_samples: int = 1,
+    seed: int | None = None,
+    stop: Sequence[str] | None = None,
+    stream: bool = False,
+) -> Iterator[tuple[int, str]]:
+    """Yield ``(i, text)`` pieces of the continuations of ``prompt``: ``(i, "")`` when
+    sample ``i`` starts, then its text, in one piece or (``stream``) as it is generated.
+
+    ``num_beams`` > 1 is beam search: ``num_samples`` of its best beams (no sampling, no
+    stop strings, no streaming). Otherwise each sample is drawn with the processors
+    ``temperature`` (0: greedy), ``top_k``, ``top_p`` and ``repetition_penalty`` and ends
+    before a ``stop`` string.
+    """
+    check_options(max_new_tokens, num_samples, num_beams, stream)
+    ids, _ = encode_prompt(tokenizer, prompt)
+    if num_beams > 1:
+        result = beam_search(
+            model,
+            [ids],
+            max_new_tokens,
+            num_beams,
+            num_return_sequences=num_samples,
+            repetition_penalty=repetition_penalty,
+        )
+        for r in range(num_samples):
+            new = int(result.new_tokens[0, r])
+            yield r, ""
+            yield r, tokenizer.decode(result.sequences[0, r, len(ids) : len(ids) + new].tolist())
+        return
+    kw = dict(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        stop=stop,
+        tokenizer=tokenizer,
+    )
+    for i in range(num_samples):
+        row_seed = None if seed is None else seed + i
+        yield i, ""
+        if stream:
+            for piece in stream_generate(model, ids, max_new_tokens, seed=row_seed, **kw):
+                yield i, piece
+            continue
+        out = generate(model, [ids], max_new_tokens, seed=row_seed, **kw)
+        yield i, tokenizer.decode(out[0, len(ids) :].tolist())
+
+
+def complete(
+    model: LanguageModel, tokenizer: Tokenizer, prompt: str, **options: object
+) -> list[str]:
+    """The continuations of ``prompt`` (``iter_completions``' options), one text each."""
+    texts: dict[int, str] = {}
+    for i, piece in iter_completions(model, tokenizer, prompt, **options):  # type: ignore[arg-type]
+        texts[i] = texts.get(i, "") + piece
+    return [texts[i] for i in sorted(texts)]
+
+
+def check_options(max_new_tokens: int, num_samples: int, num_beams: int, stream: bool) -> None:
+    """Refuse option combinations ``iter_completions`` cannot honour, naming the flag."""
+    for name, value, least in (
+        ("max_new_tokens", max_new_tokens, 0),
+        ("num_samples", num_samples, 1),
+        ("num_beams", num_beams, 1),
+    ):
+        if value < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+    if num_beams > 1:
+        if stream:
+            raise ValueError("--stream works with sampling or greedy decoding, not --num-beams")
+        if num_samples > num_beams:
+            raise ValueError(
+                f"--num-samples ({num_samples}) must not exceed --num-beams ({num_beams}): "
+                "beam search returns its best beams"
+            )
