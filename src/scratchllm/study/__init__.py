@@ -7,13 +7,14 @@ It trains models (``scratchllm.training``) and measures them
 - ``specs``: model specs (``bigram``, ``gpt:n_layer=1``), sized by a budget
   (``build_model``), and the directory names of specs.
 - ``run``: ``run_study(StudyConfig(...))``: plan, train in parallel, resume, measure.
-- ``report``: ``report.md`` and ``results.json`` with the automatic reading; ``chart``:
-  the grid of valid % per model and language.
+- ``report``: ``report.md`` with the automatic reading; ``chart``: the grid of valid %
+  per model and language; ``outputs``: ``write_outputs`` writes both and ``results.json``.
 
 >>> result = run_study(StudyConfig(["sticky:k=2"], ["bigram", "gpt"]))  # doctest: +SKIP
 """
 
 from scratchllm.study.budgets import BUDGETS, Budget, get_budget
+from scratchllm.study.outputs import write_outputs
 from scratchllm.study.run import (
     RunTask,
     StudyConfig,
@@ -51,4 +52,5 @@ __all__ = [
     "run_one",
     "run_study",
     "spec_from_dir_name",
+    "write_outputs",
 ]

@@ -10,7 +10,7 @@ needs, and a recurrent one always; the reading says, per run, whether that happe
     bigram sees 1 symbol, sticky:k=2 needs 3: expected to fail; it reached 71.0 % valid.
 
 Everything here is a pure function of the rows, so a report can be rebuilt from
-``results.json`` alone (``write_outputs(json.load(...), out_dir, settings)``).
+``results.json`` alone (``outputs.write_outputs(json.load(...), out_dir, settings)``).
 """
 
 from __future__ import annotations
@@ -18,29 +18,11 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-from scratchllm.files import write_json, write_text
 
 PASS = 99.0  # valid % at which a model counts as having learned the rule
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
-
-
-def write_outputs(
-    rows: Sequence[dict[str, Any]], out_dir: str | Path, settings: dict[str, Any]
-) -> tuple[Path, Path, Path | None]:
-    """Write ``results.json``, the chart (None when no run succeeded) and ``report.md``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clean = [{k: v for k, v in r.items() if k != "position"} for r in rows]
-    from scratchllm.study.chart import CHART_FILE, plot_valid
-
-    results = write_json(out / RESULTS_FILE, clean)
-    chart = plot_valid(clean, out / CHART_FILE)
-    report = write_text(out / REPORT_FILE, format_report(clean, settings, chart and chart.name))
-    return report, results, chart
 
 
 # -- reading the table -------------------------------------------------------------------------

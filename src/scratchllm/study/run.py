@@ -202,7 +202,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] | None = None) -> 
 
     ``log`` receives one line per finished or skipped run (default: print to stderr).
     """
-    from scratchllm.study.report import write_outputs
+    from scratchllm.study.outputs import write_outputs
 
     say = log or _stderr
     out = Path(config.out_dir)
