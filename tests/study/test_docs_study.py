@@ -1,34 +1,16 @@
-"""Every command in docs/study.md runs: the ```bash blocks' `scratchllm ...` lines, in order,
-in one scratch directory, through scratchllm.cli.main."""
+"""Every command and example of docs/study.md runs (tests/docs_commands.py), in order, in
+one scratch directory."""
 
 from __future__ import annotations
 
-import re
-import shlex
-from pathlib import Path
-
 import pytest
+from docs_commands import DOCS, run_page, steps
 
-from scratchllm.cli import main
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "study.md"
-
-
-def doc_commands(text: str) -> list[list[str]]:
-    """The argument lists of the `scratchllm` commands in the text's ```bash blocks
-    (a line ending in a backslash continues on the next)."""
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
-            words = shlex.split(line, comments=True)
-            if words and words[0] == "scratchllm":
-                commands.append(words[1:])
-    return commands
+PAGE = DOCS / "study.md"
 
 
 def test_the_doc_has_commands_to_run():
-    commands = doc_commands(DOC.read_text(encoding="utf-8"))
+    commands = [s.command.argv for s in steps(PAGE.read_text(encoding="utf-8")) if s.command]
     verbs = [c[0] for c in commands]
     assert "study" in verbs and "inspect" in verbs
     # the doc runs the tiny budget only: it is what the tests can afford
@@ -40,8 +22,8 @@ def test_the_doc_has_commands_to_run():
 @pytest.mark.slow
 def test_every_command_in_the_doc_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for args in doc_commands(DOC.read_text(encoding="utf-8")):
-        code = main(args)
-        out = capsys.readouterr()
-        assert code == 0, (args, out.out[-2000:], out.err[-2000:])
+    done = run_page(PAGE, capsys)
     assert (tmp_path / "study" / "report.md").is_file()
+    # the Python example runs the same study: it reuses the runs the command made
+    result = done.namespace["result"]
+    assert result.skipped and not result.failed
