@@ -53,6 +53,8 @@ import numpy as np
 import torch
 
 from scratchllm import __version__
+from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.base import Tokenizer
 
 # The run directory's layout (module docstring): what readers of a run look for.
 LAST = "last"
@@ -122,7 +124,7 @@ def run_directory(checkpoint: str | Path) -> Path:
 def save_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
-    tokenizer: Any | None = None,
+    tokenizer: Tokenizer | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     state: dict[str, Any] | None = None,
 ) -> Path:
@@ -204,8 +206,8 @@ class Checkpoint:
     """A loaded checkpoint: the model, its tokenizer and (if saved) the trainer state."""
 
     path: Path
-    model: Any  # a scratchllm LanguageModel
-    tokenizer: Any | None
+    model: LanguageModel
+    tokenizer: Tokenizer | None
     state: dict[str, Any] | None = None  # trainer_state.json, or None for weights only
     tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 

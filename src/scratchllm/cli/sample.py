@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scratchllm.models.base import LanguageModel
+    from scratchllm.tokenizers.base import Tokenizer
 
 SEPARATOR = "-" * 40
 
@@ -65,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sample(model: Any, tokenizer: Any, prompt: str, args: argparse.Namespace) -> list[str]:
+def sample(
+    model: LanguageModel, tokenizer: Tokenizer, prompt: str, args: argparse.Namespace
+) -> list[str]:
     """Print ``--num-samples`` continuations of ``prompt`` (each after the prompt itself,
     separated by a line of dashes) as they come, and return them."""
     from scratchllm.textgen import encode_prompt, iter_completions
@@ -104,7 +110,7 @@ def sample(model: Any, tokenizer: Any, prompt: str, args: argparse.Namespace) ->
     return texts
 
 
-def interactive(model: Any, tokenizer: Any, args: argparse.Namespace) -> int:
+def interactive(model: LanguageModel, tokenizer: Tokenizer, args: argparse.Namespace) -> int:
     """A prompt loop: each line typed is continued; an empty line or Ctrl-D ends it."""
     print(
         f"{args.checkpoint}: type a prompt and press Enter (empty line or Ctrl-D to quit).",

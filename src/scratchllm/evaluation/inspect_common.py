@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scratchllm.files import atomic_write
+from scratchllm.tokenizers.base import Tokenizer
 
 # How a token is shown on an axis: invisible characters get a visible stand-in.
 _VISIBLE = {"\n": "\\n", "\t": "\\t", " ": "␣", "\r": "\\r", "": "∅"}
@@ -27,7 +28,7 @@ def show(token: str) -> str:
     return "".join(_VISIBLE.get(ch, ch) for ch in token)
 
 
-def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+def token_strings(tokenizer: Tokenizer, ids: Sequence[int]) -> list[str]:
     """The text of each id on its own (``tokenizer.decode([i])``).
 
     A byte-level BPE token may be part of a UTF-8 character and decode to U+FFFD; the label

@@ -24,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from scratchllm.data.languages import Language
 from scratchllm.evaluation.inspect_common import new_figure, save_figure, show, token_strings
+from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.base import Tokenizer
 
 EMBEDDINGS_PNG = "embeddings_pca.png"
 
@@ -74,7 +76,7 @@ def pca_2d(x: np.ndarray) -> PCA2D:
     return PCA2D(coords, components, explained, mean)
 
 
-def token_embeddings(model: Any) -> np.ndarray:
+def token_embeddings(model: LanguageModel) -> np.ndarray:
     """The ``(V, C)`` input embedding of every token of a GPT, MLP or RNN model.
 
     The MLP's extra row (its learned start-of-text slot, id ``vocab_size``) is left out:
@@ -104,7 +106,7 @@ class EmbeddingPlot:
     path: Path | None = None
 
 
-def token_classes(language: Any, tokens: Sequence[str]) -> list[str] | None:
+def token_classes(language: Language, tokens: Sequence[str]) -> list[str] | None:
     """Each token's class (``language.char_class``), "other" where it has none; None for a
     language without classes."""
     char_class = getattr(language, "char_class", None)
@@ -119,7 +121,9 @@ def token_classes(language: Any, tokens: Sequence[str]) -> list[str] | None:
     return out
 
 
-def embedding_plot(model: Any, tokenizer: Any, language: Any | None = None) -> EmbeddingPlot:
+def embedding_plot(
+    model: LanguageModel, tokenizer: Tokenizer, language: Language | None = None
+) -> EmbeddingPlot:
     """PCA of the model's token embeddings, each token labelled (and classed if it can be)."""
     tokens = token_strings(tokenizer, range(model.vocab_size))
     return EmbeddingPlot(tokens, pca_2d(token_embeddings(model)), token_classes(language, tokens))

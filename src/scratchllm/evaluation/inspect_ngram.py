@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scratchllm.data.languages import Language
 from scratchllm.evaluation.inspect_common import (
     label_size,
     new_figure,
@@ -37,6 +38,8 @@ from scratchllm.evaluation.inspect_common import (
     show,
     token_strings,
 )
+from scratchllm.models.ngram import NGram
+from scratchllm.tokenizers.base import Tokenizer
 
 NGRAM_PNG = "ngram_table.png"
 MAX_RULE_STATES = 5000  # enumerate the rule's states up to this many; else sample the language
@@ -68,9 +71,9 @@ class NGramTable:
 
 
 def ngram_table(
-    model: Any,
-    tokenizer: Any,
-    language: Any | None = None,
+    model: NGram,
+    tokenizer: Tokenizer,
+    language: Language | None = None,
     max_rows: int = 32,
     max_cols: int = 64,
 ) -> NGramTable:
@@ -109,7 +112,7 @@ def ngram_table(
     )
 
 
-def _full_contexts(model: Any) -> tuple[list[int], np.ndarray]:
+def _full_contexts(model: NGram) -> tuple[list[int], np.ndarray]:
     """Trie nodes whose context has the full n-1 tokens, and those tokens (oldest first).
 
     The child of node c along token a is the context "a, then c's tokens" (see
@@ -131,7 +134,7 @@ def _full_contexts(model: Any) -> tuple[list[int], np.ndarray]:
 
 
 @torch.no_grad()
-def _row_probs(model: Any, ctx_ids: np.ndarray) -> np.ndarray:
+def _row_probs(model: NGram, ctx_ids: np.ndarray) -> np.ndarray:
     """``P(next | context)`` for each row, from the model's own forward pass."""
     if ctx_ids.shape[1] == 0:  # a unigram: the one empty context
         return model.probs([]).double().cpu().numpy()[None, :]
@@ -140,7 +143,7 @@ def _row_probs(model: Any, ctx_ids: np.ndarray) -> np.ndarray:
     return logits[:, -1].double().exp().cpu().numpy()  # (R, V)
 
 
-def _row_counts(model: Any, nodes: Sequence[int]) -> np.ndarray:
+def _row_counts(model: NGram, nodes: Sequence[int]) -> np.ndarray:
     V = model.config.vocab_size
     ptr = model.row_ptr.cpu().numpy()
     nxt, cnt = model.next_token.cpu().numpy(), model.counts.cpu().numpy()
@@ -155,7 +158,7 @@ def _row_counts(model: Any, nodes: Sequence[int]) -> np.ndarray:
 
 
 def rule_allowed(
-    language: Any, windows: Sequence[str], tokens: Sequence[str]
+    language: Language, windows: Sequence[str], tokens: Sequence[str]
 ) -> tuple[np.ndarray | None, str]:
     """``allowed[r, t]``: may token ``t`` follow the stream window ``windows[r]``?
 
@@ -174,7 +177,7 @@ def rule_allowed(
     return allowed.reshape(len(windows), len(tokens)), how
 
 
-def _enumerated_allowed(language: Any, windows: Sequence[str]) -> list[set[str]] | None:
+def _enumerated_allowed(language: Language, windows: Sequence[str]) -> list[set[str]] | None:
     """Exact allowed sets from the language's state machine, or None if it has too many
     states to enumerate. Uses the rule hooks every ``Language`` implements (``_start``,
     ``_advance``, ``_end``, ``_allowed``), the one description of the rule there is."""
@@ -192,7 +195,7 @@ def _enumerated_allowed(language: Any, windows: Sequence[str]) -> list[set[str]]
     return out
 
 
-def _reachable_states(language: Any, limit: int) -> list[Any] | None:
+def _reachable_states(language: Language, limit: int) -> list[Any] | None:
     """Every state the rule reaches from the start, or None past ``limit`` states."""
     from scratchllm.data.languages.base import END, Reject
 
@@ -214,7 +217,7 @@ def _reachable_states(language: Any, limit: int) -> list[Any] | None:
     return list(seen)
 
 
-def _read(language: Any, state: Any, window: str) -> Any | None:
+def _read(language: Language, state: Any, window: str) -> Any | None:
     """The state after reading ``window`` from ``state`` in a stream of samples (END
     closes a sample and starts the next), or None if no valid stream reads it."""
     from scratchllm.data.languages.base import END, Reject
@@ -233,7 +236,7 @@ def _read(language: Any, state: Any, window: str) -> Any | None:
     return state
 
 
-def _observed_allowed(language: Any, windows: Sequence[str], n_samples: int) -> list[set[str]]:
+def _observed_allowed(language: Language, windows: Sequence[str], n_samples: int) -> list[set[str]]:
     """The symbols seen after each window in a stream of ``n_samples`` samples. Windows that
     hold an END are answered exactly by ``language.allowed_next``."""
     from scratchllm.data.languages.base import END

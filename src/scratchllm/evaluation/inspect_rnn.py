@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from scratchllm.evaluation.inspect_common import label_size, new_figure, save_figure, show
+from scratchllm.models.rnn import RNNLM
 
 RNN_PNG = "rnn_hidden.png"
 
@@ -42,7 +42,7 @@ class RNNActivity:
 
 
 @torch.no_grad()
-def rnn_activity(model: Any, ids: Sequence[int], tokens: Sequence[str]) -> RNNActivity:
+def rnn_activity(model: RNNLM, ids: Sequence[int], tokens: Sequence[str]) -> RNNActivity:
     """Feed ``ids`` to an ``RNNLM`` one token at a time; keep the top layer's state."""
     from scratchllm.models import RNNLM
 
