@@ -4,7 +4,11 @@
   sliding-window ``next_token_logprobs`` every measurement shares.
 - ``sampling``: ``sample_tokens``, many seeded samples of one prompt through
   ``generation.generate`` (the sampler ``scratchllm sample`` runs).
-- ``validity``: ``evaluate_language`` (valid, unique, novel, KL) and ``kl_to_language``.
+- ``validity``: ``evaluate_language`` (valid, unique, novel, KL), ``kl_to_language``, and
+  ``ValidityEvaluator`` (the Trainer's evaluator for a language).
+- ``run``: ``evaluate_checkpoint``, a saved model measured on text or a language (what
+  ``scratchllm eval`` does).
+- ``inspect``: the plots that show what a model learned (``inspect_checkpoint``).
 """
 
 from scratchllm.evaluation.perplexity import (
@@ -13,12 +17,20 @@ from scratchllm.evaluation.perplexity import (
     evaluate_text,
     next_token_logprobs,
 )
+from scratchllm.evaluation.run import evaluate_checkpoint
 from scratchllm.evaluation.sampling import sample_tokens
-from scratchllm.evaluation.validity import LanguageReport, evaluate_language, kl_to_language
+from scratchllm.evaluation.validity import (
+    LanguageReport,
+    ValidityEvaluator,
+    evaluate_language,
+    kl_to_language,
+)
 
 __all__ = [
     "LanguageReport",
     "PerplexityReport",
+    "ValidityEvaluator",
+    "evaluate_checkpoint",
     "evaluate_ids",
     "evaluate_language",
     "evaluate_text",
