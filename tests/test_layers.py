@@ -20,11 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 DESIGN = ROOT / "docs" / "design.md"
 
-# Edges that may close a cycle for now. Nothing else may be listed here.
+# Edges that may close a cycle for now, each with who removes it. Nothing else may be
+# listed here; an entry that closes no cycle any more fails the test.
 ALLOWED_CYCLE_EDGES = {
     # beam search reaches into generate's private helpers (_eval_mode, _prompts) while
     # generate dispatches to beam search: removed by the gptfast branch.
     ("scratchllm.generation.beam", "scratchllm.generation.generate"),
+    # NumpyGPT.save imports io.save_model while io imports the model module; it came with
+    # the numpy_gpt merge, after this test was written. The fix belongs to that package
+    # (save_model beside the model, or the method gone): then delete this line.
+    ("scratchllm.numpy_gpt.model", "scratchllm.numpy_gpt.io"),
 }
 
 

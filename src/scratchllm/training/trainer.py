@@ -73,6 +73,7 @@ from scratchllm.training.optimizer import configure_optimizer
 from scratchllm.training.plot import plot_metrics, read_metrics
 from scratchllm.training.schedule import lr_at
 from scratchllm.training.step import MicroBatch, TrainStep
+from scratchllm.training.step import train_step_fn as train_step_fn  # its first home
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
