@@ -26,10 +26,6 @@ ALLOWED_CYCLE_EDGES = {
     # beam search reaches into generate's private helpers (_eval_mode, _prompts) while
     # generate dispatches to beam search: removed by the gptfast branch.
     ("scratchllm.generation.beam", "scratchllm.generation.generate"),
-    # NumpyGPT.save imports io.save_model while io imports the model module; it came with
-    # the numpy_gpt merge, after this test was written. The fix belongs to that package
-    # (save_model beside the model, or the method gone): then delete this line.
-    ("scratchllm.numpy_gpt.model", "scratchllm.numpy_gpt.io"),
 }
 
 

@@ -13,13 +13,13 @@ from safetensors.numpy import load_file, save_file
 from scratchllm.generation import generate as torch_generate
 from scratchllm.models import GPT, MLPConfig, load
 from scratchllm.models.mlp import MLPLM
-from scratchllm.numpy_gpt import generate, load_model, read_gpt_config
+from scratchllm.numpy_gpt import generate, load_model, read_gpt_config, save_model
 
 
 @pytest.mark.parametrize("changes", [{}, {"tie_weights": False, "pos": "sinusoidal"}])
 def test_numpy_writes_what_pytorch_loads(tmp_path, changes):
     model = numpy_model(tiny_config(**changes), "float32")
-    model.save(tmp_path / "np")
+    save_model(model, tmp_path / "np")
     twin = torch_twin(model)
     twin.save(tmp_path / "pt")
     # the same files: config.json's content and the tensors' names, shapes and dtypes
@@ -61,7 +61,7 @@ def test_pytorch_writes_what_numpy_loads(tmp_path, changes):
 
 def test_a_float64_model_round_trips_exactly(tmp_path):
     model = numpy_model(tiny_config(), "float64")
-    model.save(tmp_path)
+    save_model(model, tmp_path)
     again = load_model(tmp_path)
     assert again.dtype == np.float64
     for name, p in model.params.items():
@@ -79,7 +79,7 @@ def test_what_numpy_cannot_load_is_a_clear_error(tmp_path):
         read_gpt_config(tmp_path / "rope")
 
     good = tmp_path / "good"
-    numpy_model(tiny_config()).save(good)
+    save_model(numpy_model(tiny_config()), good)
     weights = good / "model.safetensors"
     tensors = load_file(str(weights))
     del tensors["transformer.ln_f.bias"]

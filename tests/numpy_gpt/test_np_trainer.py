@@ -16,7 +16,7 @@ from scratchllm.data import TokenDataset
 from scratchllm.data.languages import get as get_language
 from scratchllm.generation import generate as torch_generate
 from scratchllm.models import load as load_torch_model
-from scratchllm.numpy_gpt import NumpyGPT, generate, load_model
+from scratchllm.numpy_gpt import NumpyGPT, generate, load_model, save_model
 from scratchllm.numpy_gpt.checkpoint import load_checkpoint
 from scratchllm.numpy_gpt.data import get_batch
 from scratchllm.numpy_gpt.trainer import NumpyTrainer, TrainingDiverged
@@ -232,7 +232,7 @@ def test_float64_training_stays_float64(data, tmp_path):
 def test_both_engines_started_from_one_checkpoint_log_the_same_losses(data, tmp_path):
     """What ``scratchllm train --init-from C`` will do for each engine: load C's weights
     into that engine's model and train with the same seed and data."""
-    model_for(data).save(tmp_path / "init")
+    save_model(model_for(data), tmp_path / "init")
     torch_model = load_torch_model(tmp_path / "init")
     numpy_model_ = load_model(tmp_path / "init")
     Trainer(torch_model, data, config(tmp_path / "torch")).train()

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from scratchllm import __version__
-from scratchllm.numpy_gpt.io import load_model
+from scratchllm.numpy_gpt.io import load_model, save_model
 from scratchllm.numpy_gpt.model import NumpyGPT
 
 LAST = "last"
@@ -125,7 +125,7 @@ def save_checkpoint(
     recover(directory)
     tmp = _tmp_path(directory)
     tmp.mkdir()
-    model.save(tmp)
+    save_model(model, tmp)
     if tokenizer is not None:
         tokenizer.save(tmp)
     if state is not None:

@@ -24,7 +24,6 @@ True
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -189,12 +188,6 @@ class NumpyGPT:
         """Copy ``params`` into this model's arrays, in place (views stay valid)."""
         for name, value in _checked(self.config, params).items():
             np.copyto(self.params[name], value)
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` as the PyTorch GPT does."""
-        from scratchllm.numpy_gpt.io import save_model
-
-        return save_model(self, directory)
 
     # -- forward and backward ------------------------------------------------------------------
 
