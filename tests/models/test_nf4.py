@@ -273,6 +273,18 @@ def test_loading_a_quantized_directory_without_its_description_is_a_clear_error(
     tiny_gpt().save(tmp_path / "plain")
     with pytest.raises(FileNotFoundError, match="quantization.json"):
         load_quantized(tmp_path / "plain")
+    model = tiny_gpt()
+    quantize_model(model)
+    save_quantized(model, tmp_path / "q")
+    description = tmp_path / "q" / "quantization.json"
+    for text, message in [
+        ("{oops", "not a quantization description"),
+        ('{"nf4": {"transformer.h.0.attn.c_attn": {"block_sz": 64}}}', "block_sz"),
+        ('{"nf4": {"transformer.h.9.attn.c_attn": {}}}', "does not have"),
+    ]:
+        description.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_quantized(tmp_path / "q")
 
 
 def test_dequantize_model_gives_back_a_plain_model(tmp_path):

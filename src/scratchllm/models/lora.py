@@ -199,11 +199,6 @@ def _resolve_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
     return chosen
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def apply_lora(model: nn.Module, config: LoRAConfig) -> nn.Module:
     """Freeze every parameter of ``model`` and wrap each targeted Linear in a
     ``LoRALinear`` (in place); returns the model, whose only trainable parameters are
@@ -222,7 +217,7 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> nn.Module:
         p.requires_grad_(False)
     for name in names:
         base = model.get_submodule(name)
-        _set_module(model, name, LoRALinear(base, config).train(base.training))
+        model.set_submodule(name, LoRALinear(base, config).train(base.training))
     model.lora_config = config  # what save_adapter writes
     return model
 
@@ -265,7 +260,7 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     for name, layer in lora_layers(model).items():
         layer.unmerge()
         weight = layer.base_layer.weight + layer.delta_weight()
-        _set_module(model, name, dense_linear(weight, layer.base_layer.bias).train(layer.training))
+        model.set_submodule(name, dense_linear(weight, layer.base_layer.bias).train(layer.training))
     dequantize_model(model)
     for p in model.parameters():
         p.requires_grad_(True)

@@ -305,11 +305,6 @@ class NF4Linear(nn.Module):
 # -- whole models ------------------------------------------------------------------------------
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def quantize_model(
     model: nn.Module, config: NF4Config | None = None, skip: tuple[str, ...] = ("lm_head",)
 ) -> list[str]:
@@ -330,7 +325,7 @@ def quantize_model(
             names.append(name)
     for name in names:
         dense = model.get_submodule(name)
-        _set_module(model, name, NF4Linear.from_linear(dense, config).train(dense.training))
+        model.set_submodule(name, NF4Linear.from_linear(dense, config).train(dense.training))
     return names
 
 
@@ -339,7 +334,7 @@ def dequantize_model(model: nn.Module) -> nn.Module:
     for name, module in list(model.named_modules()):
         if isinstance(module, NF4Linear):
             dense = dense_linear(module.dequantize(), module.bias).train(module.training)
-            _set_module(model, name, dense)
+            model.set_submodule(name, dense)
     return model
 
 
@@ -387,18 +382,17 @@ def load_quantized(directory: str | Path, device: str | torch.device = "cpu"):
         )
     try:
         layers = json.loads(path.read_text(encoding="utf-8"))["nf4"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        configs = {name: NF4Config(**fields) for name, fields in layers.items()}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a quantization description ({e})") from None
     model = cls(model_config)
-    for name, fields in layers.items():
-        dense = model.get_submodule(name)
-        _set_module(
-            model,
-            name,
-            NF4Linear(
-                dense.in_features, dense.out_features, dense.bias is not None, NF4Config(**fields)
-            ),
-        )
+    for name, config in configs.items():
+        try:
+            dense = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"{path}: names {name!r}, which the model does not have") from None
+        empty = NF4Linear(dense.in_features, dense.out_features, dense.bias is not None, config)
+        model.set_submodule(name, empty)
     try:
         load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=str(device))
     except (SafetensorError, OSError, RuntimeError) as e:
