@@ -11,14 +11,16 @@ One process, the same GPT weights for every contender:
    of weight (mean and max over layers), and how far the quantized model's logits move
    (relative L2 and max abs), on a random GPT (GPT-2 initialisation: N(0, 0.02) weights)
    or, with ``--from CKPT``, on a trained checkpoint.
-3. **Step time.** forward + backward + AdamW step + zero_grad (fp32, CPU) of full
+3. **Step time and state.** forward + backward + AdamW step + zero_grad (fp32, CPU) of full
    fine-tuning, our LoRA, peft's LoRA (``get_peft_model`` on the same GPT, same config)
    and our QLoRA (NF4, NF4 + double quant). Rounds alternate so that load from other
-   processes hits all alike; the table shows medians and ratios.
+   processes hits all alike; the table shows medians and ratios. "state" is what a step
+   holds besides activations: the model's tensors, the gradients and AdamW's moments.
 
     python benchmarks/bench_lora.py              # small (4 x 128) and baby (6 x 384)
     python benchmarks/bench_lora.py --quick      # small only, fewer steps
-    python benchmarks/bench_lora.py --from run/  # reconstruction on a trained model too
+    python benchmarks/bench_lora.py --configs --from run/best --text data.txt
+        # reconstruction on a trained model too, and its held-out loss dense vs 4-bit
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import copy
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -127,6 +130,28 @@ def reconstruction_table(base: torch.nn.Module, label: str) -> None:
         )
 
 
+def heldout_loss_table(directory: str, text_path: str, max_rows: int = 400) -> None:
+    """Cross-entropy of the checkpoint, dense and quantized, on the last 10 % of a text
+    file (encoded with the checkpoint's tokenizer): what 4 bits cost a trained model."""
+    from scratchllm.tokenizers import load as load_tokenizer
+
+    model, tok = load(directory), load_tokenizer(directory)
+    text = Path(text_path).read_text(encoding="utf-8")
+    ids = torch.tensor(tok.encode(text[-len(text) // 10 :]))
+    T = min(64, model.config.block_size)
+    n = (ids.numel() - 1) // T * T
+    x, y = ids[:n].view(-1, T)[:max_rows], ids[1 : n + 1].view(-1, T)[:max_rows]
+    with torch.no_grad():
+        dense = model(x, y)[1].item()
+        print(f"  held-out loss on {x.numel():,} tokens of {text_path}: dense {dense:.4f}", end="")
+        for name, q in QUANT.items():
+            quantized = copy.deepcopy(model)
+            quantize_model(quantized, q)
+            loss = quantized(x, y)[1].item()
+            print(f", {name} {loss:.4f} ({loss - dense:+.4f})", end="")
+    print()
+
+
 def step_fn(model: torch.nn.Module, batch: torch.Tensor):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
@@ -138,30 +163,45 @@ def step_fn(model: torch.nn.Module, batch: torch.Tensor):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return step
+    return step, opt
+
+
+def training_state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
+    """What a training step holds besides activations: the model's tensors (each once),
+    a gradient per trainable parameter, and AdamW's two moments (after a step)."""
+    tensors = {id(t): t for t in model.state_dict(keep_vars=True).values()}
+    n = sum(t.numel() * t.element_size() for t in tensors.values())
+    n += sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    for state in opt.state.values():
+        n += sum(v.numel() * v.element_size() for v in state.values() if v.dim() > 0)
+    return n
 
 
 def time_steps(
     models: dict[str, torch.nn.Module], T: int, B: int, warm: int, steps: int, rounds: int
-) -> dict[str, tuple[float, float]]:
-    """Median (wall, CPU) seconds per step of each model. CPU time (this process, all
-    threads) is the steadier figure on a shared machine; wall time is the one that counts
-    on a quiet one."""
+) -> dict[str, tuple[float, float, int]]:
+    """Median (wall, CPU) seconds per step of each model, and its training state in
+    bytes. CPU time (this process, all threads) is the steadier figure on a shared
+    machine; wall time is the one that counts on a quiet one."""
     batch = torch.randint(0, VOCAB, (B, T + 1), generator=torch.Generator().manual_seed(0))
     fns = {name: step_fn(m, batch) for name, m in models.items()}
-    for fn in fns.values():
-        for _ in range(warm):
+    for fn, _ in fns.values():
+        for _ in range(max(warm, 1)):
             fn()
     wall = {name: [] for name in models}
     cpu = {name: [] for name in models}
     for _ in range(rounds):
-        for name, fn in fns.items():
+        for name, (fn, _) in fns.items():
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 fn()
             wall[name].append((time.perf_counter() - t0) / steps)
             cpu[name].append((time.process_time() - c0) / steps)
-    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in models}
+    return {
+        n: (statistics.median(wall[n]), statistics.median(cpu[n]),
+            training_state_bytes(models[n], fns[n][1]))
+        for n in models
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -170,14 +210,28 @@ def main() -> None:
     parser.add_argument(
         "--from", dest="ckpt", help="a trained checkpoint for the reconstruction table"
     )
+    parser.add_argument("--text", help="with --from: a text file for the held-out loss")
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        choices=list(CONFIGS),
+        default=None,
+        help="model sizes to time (default: all; --quick: small; none: only --from)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=None, help="timing rounds (default 5, quick 3)"
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rounds = args.rounds or (3 if args.quick else 5)
+    configs = (
+        args.configs if args.configs is not None else ["small"] if args.quick else list(CONFIGS)
+    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU")
-    for name in ["small"] if args.quick else list(CONFIGS):
+    for name in configs:
         L, H, C, T, B, warm, steps = CONFIGS[name]
         print(f"\n{name}: {L} layers x {H} heads x {C} wide, block {T}, batch {B}, vocab {VOCAB}")
         base = make_gpt(L, H, C, T)
@@ -185,20 +239,26 @@ def main() -> None:
         storage_table(base, models)
         reconstruction_table(base, "a random GPT (N(0, 0.02) weights)")
         times = time_steps(models, T, B, warm, steps, rounds)
-        (full_w, full_c), (peft_w, peft_c) = times["full"], times["peft"]
-        print(f"  step time (forward + backward + AdamW), median of {rounds} rounds x {steps}")
+        (full_w, full_c, full_m), (peft_w, peft_c, _) = times["full"], times["peft"]
+        print(
+            f"  step (forward + backward + AdamW), median of {rounds} rounds x {steps}; "
+            "state = weights + grads + AdamW moments"
+        )
         print(
             f"  {'':<10}{'wall ms':>9}{'vs full':>9}{'vs peft':>9}"
-            f"{'cpu ms':>10}{'vs full':>9}{'vs peft':>9}"
+            f"{'cpu ms':>10}{'vs full':>9}{'vs peft':>9}{'state MB':>10}{'vs full':>9}"
         )
-        for k, (w, c) in times.items():
+        for k, (w, c, m) in times.items():
             print(
                 f"  {k:<10}{1e3 * w:>9.1f}{w / full_w:>9.2f}{w / peft_w:>9.2f}"
                 f"{1e3 * c:>10.1f}{c / full_c:>9.2f}{c / peft_c:>9.2f}"
+                f"{m / 1e6:>10.2f}{m / full_m:>9.3f}"
             )
     if args.ckpt:
         print()
         reconstruction_table(load(args.ckpt), args.ckpt)
+        if args.text:
+            heldout_loss_table(args.ckpt, args.text)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch
 
 from scratchllm.configs import lora as lora_config_module
 from scratchllm.generation import generate
-from scratchllm.models import GPT, MLPLM, GPTConfig, MLPConfig, load
+from scratchllm.models import GPT, MLPLM, RNNLM, GPTConfig, MLPConfig, RNNConfig, load
 from scratchllm.models import lora as lora_module
 from scratchllm.models.lora import (
     LoRAConfig,
@@ -254,10 +254,17 @@ def test_the_weight_property_is_the_applied_matrix():
         )
 
 
-def test_mlp_language_model_takes_lora_too(tmp_path):
+@pytest.mark.parametrize("family", ["mlp", "rnn"])
+def test_the_mlp_and_rnn_language_models_take_lora_too(family):
     torch.manual_seed(0)
-    model = MLPLM(MLPConfig(n=3, vocab_size=13, n_embd=8, n_hidden=32)).eval()
-    apply_lora(model, LoRAConfig(r=2, alpha=4, targets=("fc", "lm_head")))
+    if family == "mlp":
+        model = MLPLM(MLPConfig(n=3, vocab_size=13, n_embd=8, n_hidden=32)).eval()
+        targets = ("fc", "lm_head")
+    else:
+        model = RNNLM(RNNConfig(cell="gru", vocab_size=13, n_embd=8, n_hidden=16)).eval()
+        targets = ("lm_head",)
+    apply_lora(model, LoRAConfig(r=2, alpha=4, targets=targets))
+    assert len(lora_layers(model)) == len(targets)
     randomize_adapters(model)
     x = ids(T=6)
     with torch.no_grad():

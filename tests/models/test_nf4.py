@@ -241,11 +241,11 @@ def test_base_storage_counts_codes_scales_and_the_fp32_rest(double_quant):
 
 
 def test_a_small_gpt_base_is_under_0_6_bytes_a_parameter_with_double_quant():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=256, block_size=64, vocab_size=65))
+    torch.manual_seed(0)  # docs/lora.md's "baby": 6 x 384, block 256, vocab 65
+    model = GPT(GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65))
     quantize_model(model, NF4Config(double_quant=True))
     n_bytes, n_params = base_storage(model)
-    assert n_bytes / n_params < 0.6  # 0.56: the fp32 embeddings, norms and biases add 0.05
+    assert 0.516 < n_bytes / n_params < 0.6  # 0.566: the fp32 embeddings, norms, biases add 0.05
 
 
 @pytest.mark.parametrize("double_quant", DQ)
