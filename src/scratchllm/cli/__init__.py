@@ -27,6 +27,7 @@ VERBS: tuple[str, ...] = (
     "inspect",
     "experiment",
     "study",
+    "serve",
 )
 
 

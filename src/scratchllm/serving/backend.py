@@ -1,0 +1,136 @@
+"""The one place the server calls ``scratchllm.generation``: token steps with their log-probs.
+
+``decode_steps(model, prompt_ids, sampling, seed)`` yields ``(token, logprobs)`` for every
+token the model picks, where ``logprobs [V]`` is the log-softmax of the model's raw
+next-token logits at that step (before penalties, bias, temperature, top-k and top-p, as
+vLLM reports them by default), or None when the request did not ask for log-probs. The
+caller stops whenever it likes (eos, a stop string, a client that left): closing the
+generator ends the decode loop.
+
+Everything the server needs from the generation package goes through this module, so a
+change of that API (a config object, batched decoding) is a change here only.
+
+>>> steps = decode_steps(model, [5, 6], Sampling(max_tokens=3, temperature=0))  # doctest: +SKIP
+>>> [token for token, _ in steps]                                              # doctest: +SKIP
+[7, 7, 2]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from scratchllm.generation import PromptTruncatedWarning, stream_generate
+from scratchllm.generation.runner import context_length_of
+from scratchllm.serving.protocol import Sampling
+
+
+class _Recorder:
+    """A logits processor that keeps the log-probs of the step it sees and changes nothing."""
+
+    def __init__(self) -> None:
+        self.last: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        self.last = torch.log_softmax(logits[0].float(), dim=-1)  # (V,)
+        return logits
+
+
+class _Penalties:
+    """OpenAI's frequency and presence penalties and logit bias, on the generated tokens.
+
+    ``logit[j] -= frequency * count[j] + presence * (count[j] > 0)`` where ``count`` counts
+    token j among the tokens generated so far (not the prompt); then ``logit[j] += bias[j]``.
+    """
+
+    def __init__(self, sampling: Sampling, prompt_len: int, vocab_size: int) -> None:
+        self.frequency = sampling.frequency_penalty
+        self.presence = sampling.presence_penalty
+        self.prompt_len = prompt_len
+        self.bias = None
+        if sampling.logit_bias:
+            self.bias = torch.zeros(vocab_size)
+            for token, value in sampling.logit_bias:
+                self.bias[token] = value
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.frequency or self.presence:
+            generated = input_ids[0, self.prompt_len :]
+            if generated.numel():
+                count = torch.bincount(generated, minlength=logits.shape[-1]).to(logits.dtype)
+                logits = logits - self.frequency * count - self.presence * (count > 0)
+        if self.bias is not None:
+            logits = logits + self.bias.to(logits.device, logits.dtype)
+        return logits
+
+
+def context_length(model: torch.nn.Module) -> int:
+    """How many past tokens the model conditions on (a huge number for unbounded ones)."""
+    return context_length_of(model)
+
+
+def decode_steps(
+    model: torch.nn.Module,
+    prompt_ids: list[int],
+    sampling: Sampling,
+    seed: int | None = None,
+) -> Iterator[tuple[int, torch.Tensor | None]]:
+    """Yield ``(token id, log-probs [V] or None)`` for up to ``sampling.max_tokens`` tokens."""
+    recorder = _Recorder()
+    processors: list[Any] = [recorder] if sampling.logprobs is not None else []
+    if sampling.frequency_penalty or sampling.presence_penalty or sampling.logit_bias:
+        processors.append(_Penalties(sampling, len(prompt_ids), model.vocab_size))
+    with warnings.catch_warnings():
+        # A prompt longer than the context conditions on its last tokens; the client asked
+        # for it, and the server has no one to show a warning to.
+        warnings.simplefilter("ignore", PromptTruncatedWarning)
+        steps = stream_generate(
+            model,
+            prompt_ids,
+            sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=None if sampling.top_p >= 1.0 else sampling.top_p,
+            seed=seed,
+            logits_processor=processors,
+        )
+        try:
+            for token in steps:
+                yield int(token), recorder.last
+        finally:
+            steps.close()
+
+
+# -- chat templates ------------------------------------------------------------------------
+
+
+class ChatFormat(Protocol):
+    """What the chat endpoint needs from a checkpoint's chat template."""
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The ids of the conversation so far, ending where the assistant's reply begins."""
+        ...
+
+    def prompt_text(self, messages: list[dict[str, str]]) -> str:
+        """The same prompt as text, to show a learner what the model reads."""
+        ...
+
+    @property
+    def stop_token_ids(self) -> tuple[int, ...]:
+        """The ids that end the assistant's turn."""
+        ...
+
+
+CHAT_TEMPLATE_FILE = "chat_template.json"
+
+
+def load_chat_format(directory: str | Path, tokenizer: Any) -> tuple[ChatFormat | None, str]:
+    """The checkpoint's chat template as a ``ChatFormat``, or ``(None, why not)``."""
+    file = Path(directory) / CHAT_TEMPLATE_FILE
+    if not file.is_file():
+        return None, f"no {CHAT_TEMPLATE_FILE} in {directory}"
+    return None, f"{file} exists but this scratchllm cannot read chat templates yet"

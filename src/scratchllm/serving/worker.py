@@ -1,0 +1,142 @@
+"""One thread runs the model; requests wait in a bounded queue; results flow back to asyncio.
+
+The event loop never runs the model: a request becomes a ``Job`` (a function of the job),
+``Worker.submit`` puts it in the queue or raises ``QueueFull`` at once (the server answers
+503 before sending a byte), and the worker thread runs jobs one at a time. A job sends
+events with ``job.emit``; they arrive on an ``asyncio.Queue`` that the request handler
+reads with ``async for event in job``.
+
+A client that leaves sets ``job.cancel()``: a waiting job is skipped, a running one sees
+``job.cancelled`` at its next token and returns. An exception in a job ends that job only
+(it arrives as the last event); the worker goes on with the next one.
+
+>>> worker = Worker(max_queue=4)                       # doctest: +SKIP
+>>> job = worker.submit(lambda job: job.emit("hi"))    # doctest: +SKIP
+>>> [event async for event in job]                     # doctest: +SKIP
+['hi']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class QueueFull(Exception):
+    """The worker's queue holds ``max_queue`` waiting jobs already."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} jobs waiting")
+        self.waiting = waiting
+
+
+_END = object()  # the last event of every job
+
+
+class Job:
+    """One request's work, with a way back to the event loop that waits for it."""
+
+    def __init__(self, fn: Callable[[Job], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self._loop = loop
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def emit(self, event: Any) -> None:
+        """Send an event to the waiting handler (called from the worker thread)."""
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:  # the loop has closed: the server is shutting down
+            self.cancel()
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        while True:
+            event = await self._events.get()
+            if event is _END:
+                return
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+
+
+class Worker:
+    """The model's thread and its bounded queue; see the module docstring."""
+
+    def __init__(self, max_queue: int) -> None:
+        self.max_queue = max_queue
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._running: Job | None = None
+        self._closed = False
+        self.served = 0  # jobs finished (any outcome)
+        self.cancelled = 0  # jobs a client left, waiting or running
+        self._thread = threading.Thread(target=self._loop, name="scratchllm-model", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Job], Any]) -> Job:
+        """Queue ``fn`` (run as ``fn(job)`` on the worker thread); raise QueueFull if full.
+
+        Call it from the event loop: events come back on that loop.
+        """
+        job = Job(fn, asyncio.get_running_loop())
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the worker has been closed")
+            if len(self._waiting) >= self.max_queue and self._running is not None:
+                raise QueueFull(len(self._waiting))
+            self._waiting.append(job)
+            self._cond.notify()
+        return job
+
+    def status(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "running": self._running is not None,
+                "waiting": len(self._waiting),
+                "max_queue": self.max_queue,
+                "served": self.served,
+                "cancelled": self.cancelled,
+            }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel every job and stop the thread."""
+        with self._cond:
+            self._closed = True
+            for job in [*self._waiting, *([self._running] if self._running else [])]:
+                job.cancel()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._waiting:
+                    return
+                job = self._waiting.popleft()
+                self._running = job
+            try:
+                if not job.cancelled:
+                    job.fn(job)
+            except Exception as e:  # the job's own failure: it goes to its handler only
+                job.emit(e)
+            finally:
+                with self._cond:  # count before the handler hears the end (it may cancel then)
+                    self._running = None
+                    self.served += 1
+                    self.cancelled += job.cancelled
+                job.emit(_END)
