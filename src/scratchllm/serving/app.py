@@ -38,7 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from scratchllm.serving.choice import Delta, Finish
+from scratchllm.serving.choice import Delta
 from scratchllm.serving.engine import Engine, Plan
 from scratchllm.serving.errors import APIError, from_status
 from scratchllm.serving.protocol import parse_chat, parse_completion
@@ -143,6 +143,8 @@ def create_app(engine: Engine) -> FastAPI:
             async for index, event in job:
                 if isinstance(event, Delta):
                     reply.add(index, event)
+                elif event.reason == "cancelled":
+                    raise _stopping()
                 else:
                     reply.finish(index, event.reason, event.completion_tokens)
         return JSONResponse(reply.body())
@@ -327,6 +329,10 @@ class _cancel_on_disconnect:
         self.task.cancel()
 
 
+def _stopping() -> APIError:
+    return APIError(503, "the generation was cancelled: the server is stopping", "server_error")
+
+
 def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -344,7 +350,11 @@ async def _events(reply: Reply, job: Job):
                     yield _sse(first)
             if isinstance(event, Delta):
                 yield _sse(reply.delta_chunk(index, event))
-            elif isinstance(event, Finish):
+            elif (
+                event.reason == "cancelled"
+            ):  # the server is stopping (a gone client reads nothing)
+                raise _stopping()
+            else:
                 yield _sse(reply.finish_chunk(index, event.reason, event.completion_tokens))
         if reply.include_usage:
             yield _sse(reply.usage_chunk())

@@ -37,6 +37,9 @@ def default_model_name(path: str | Path) -> str:
     return path.parent.name if path.name in ("last", "best") else path.name
 
 
+GRACE = 3  # seconds open streams get to finish when the server stops
+
+
 class Server:
     """uvicorn serving ``create_app(engine)`` on a socket bound here (port 0: a free one).
 
@@ -64,7 +67,13 @@ class Server:
         self.url = f"http://{host}:{self.port}"
         self.app = create_app(engine)
         self.uvicorn = uvicorn.Server(
-            uvicorn.Config(self.app, log_level=log_level, access_log=False, lifespan="on")
+            uvicorn.Config(
+                self.app,
+                log_level=log_level,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=GRACE,
+            )
         )
         self._thread: threading.Thread | None = None
 
@@ -82,6 +91,7 @@ class Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.app.state.worker.close()  # open streams end now instead of holding the exit
         self.uvicorn.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
