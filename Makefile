@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup browser demo test lint format bench clean
 
 # The virtual environment is rebuilt only when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -15,10 +15,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The playground's browser test drives Debian's chromium (playwright's own download is not
+# used). Installed with apt when missing; CI runs as root, elsewhere sudo is asked for.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y chromium chromium-driver; }
+
 demo: $(STAMP)
 	$(BIN)/scratchllm demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 -q

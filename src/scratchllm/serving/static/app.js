@@ -335,6 +335,12 @@ function drawAttention() {
       ctx.restore();
     }
   }
+  ctx.fillStyle = "#3b5bdb";
+  ctx.font = "11px sans-serif";
+  ctx.textAlign = "left";
+  ctx.textBaseline = "top";
+  ctx.fillText("key \u2192", 4, 4);
+  ctx.fillText("query \u2193", 4, 18);
   canvas.dataset.drawn = `${layer}/${head}/${T}`;
   canvas.dataset.cell = cell;
   canvas.dataset.label = label;
