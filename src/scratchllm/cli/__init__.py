@@ -28,6 +28,7 @@ VERBS: tuple[str, ...] = (
     "experiment",
     "study",
     "serve",
+    "export",
 )
 
 
