@@ -89,6 +89,7 @@ BAD_CHATS = [
     ({"top_logprobs": 21, "logprobs": True}, "top_logprobs", "between 0 and 20"),
     ({"top_logprobs": 2}, "top_logprobs", "logprobs"),
     ({"logprobs": 1}, "logprobs", "true or false"),
+    ({"messages": [{"role": "user", "content": "\u4e2d"}]}, "messages", "cannot be encoded"),
     ({"max_tokens": 3, "max_completion_tokens": 4}, "max_completion_tokens", "disagree"),
     ({"max_completion_tokens": -1}, "max_completion_tokens", "at least 1"),
 ]

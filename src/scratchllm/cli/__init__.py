@@ -29,6 +29,7 @@ VERBS: tuple[str, ...] = (
     "study",
     "serve",
     "export",
+    "fewshot",
 )
 
 

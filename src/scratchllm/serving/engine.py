@@ -100,10 +100,20 @@ class Engine:
             return [0]
 
     def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        return self._chat().prompt_ids(messages)
+        template = self._chat()
+        try:
+            return template.prompt_ids(messages)
+        except ValueError as e:
+            raise APIError.invalid(
+                f"messages cannot be encoded by this model's chat template: {e}", param="messages"
+            ) from None
 
     def chat_text(self, messages: list[dict[str, str]]) -> str:
-        return self._chat().prompt_text(messages)
+        template = self._chat()
+        try:
+            return template.prompt_text(messages)
+        except ValueError as e:
+            raise APIError.invalid(f"messages cannot be rendered: {e}", param="messages") from None
 
     def _chat(self) -> ChatFormat:
         if self.chat_format is None:
