@@ -47,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--max-body-bytes", type=int, default=d.max_body_bytes, metavar="B",
         help="larger request bodies get 413")  # fmt: skip
     add("--device", default="cpu", help="torch device, e.g. cpu, cuda, mps")
+    add(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads for the model (default: torch's choice, one per core)",
+    )
     add("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn's log level (info logs every request)")  # fmt: skip
     p.set_defaults(func=run)
@@ -67,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
         max_n=args.max_n,
         max_body_bytes=args.max_body_bytes,
     )
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     engine = load_engine(args.checkpoint, config, device=args.device, best=args.best)
     server = Server(engine, log_level=args.log_level)
     chat = "chat and completions" if engine.chat_format else "completions (no chat template)"

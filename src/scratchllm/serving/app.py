@@ -338,24 +338,31 @@ def _sse(data: dict[str, Any]) -> str:
 
 
 async def _events(reply: Reply, job: Job):
-    """The SSE stream of one response; an error after the first byte is an error event."""
+    """The SSE stream of one response; an error after the first byte is an error event.
+
+    The events that piled up while the last write went out are written together, so a
+    client that reads slowly (or a busy machine) costs one write per pile, not per token.
+    """
     done = False
     try:
         opened: set[int] = set()
-        async for index, event in job:
-            if index not in opened:
-                opened.add(index)
-                first = reply.first_chunk(index)
-                if first is not None:
-                    yield _sse(first)
-            if isinstance(event, Delta):
-                yield _sse(reply.delta_chunk(index, event))
-            elif (
-                event.reason == "cancelled"
-            ):  # the server is stopping (a gone client reads nothing)
-                raise _stopping()
-            else:
-                yield _sse(reply.finish_chunk(index, event.reason, event.completion_tokens))
+        async for batch in job.batches():
+            out = []
+            for index, event in batch:
+                if index not in opened:
+                    opened.add(index)
+                    first = reply.first_chunk(index)
+                    if first is not None:
+                        out.append(_sse(first))
+                if isinstance(event, Delta):
+                    out.append(_sse(reply.delta_chunk(index, event)))
+                elif event.reason == "cancelled":  # the server is stopping
+                    raise _stopping()
+                else:
+                    out.append(
+                        _sse(reply.finish_chunk(index, event.reason, event.completion_tokens))
+                    )
+            yield "".join(out)
         if reply.include_usage:
             yield _sse(reply.usage_chunk())
         done = True

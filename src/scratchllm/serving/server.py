@@ -62,6 +62,7 @@ class Server:
                 f"cannot listen on {config.host}:{config.port} ({e.strerror}); "
                 "pick another --port (0 takes a free one)"
             ) from None
+        self.socket.listen(2048)  # from now on clients wait in the backlog, never refused
         self.port = self.socket.getsockname()[1]
         host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
         self.url = f"http://{host}:{self.port}"

@@ -37,12 +37,19 @@ _END = object()  # the last event of every job
 
 
 class Job:
-    """One request's work, with a way back to the event loop that waits for it."""
+    """One request's work, with a way back to the event loop that waits for it.
+
+    Events pile up in a deque; the loop is woken once per pile, not once per event, so a
+    handler that falls behind catches up in one go instead of one thread switch per token.
+    """
 
     def __init__(self, fn: Callable[[Job], Any], loop: asyncio.AbstractEventLoop) -> None:
         self.fn = fn
         self._loop = loop
-        self._events: asyncio.Queue = asyncio.Queue()
+        self._buffer: collections.deque = collections.deque()
+        self._ready = asyncio.Event()
+        self._lock = threading.Lock()
+        self._wake_pending = False
         self._cancelled = threading.Event()
 
     @property
@@ -54,22 +61,50 @@ class Job:
 
     def emit(self, event: Any) -> None:
         """Send an event to the waiting handler (called from the worker thread)."""
+        self._buffer.append(event)
+        with self._lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+            self._loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the loop has closed: the server is shutting down
             self.cancel()
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        self._ready.set()
 
     def __aiter__(self):
         return self._iterate()
 
     async def _iterate(self):
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self):
+        """The events in piles: everything that arrived since the last pile (at least one)."""
         while True:
-            event = await self._events.get()
-            if event is _END:
-                return
-            if isinstance(event, BaseException):
-                raise event
-            yield event
+            batch = []
+            while self._buffer:
+                event = self._buffer.popleft()
+                if event is _END:
+                    if batch:
+                        yield batch
+                    return
+                if isinstance(event, BaseException):
+                    if batch:
+                        yield batch
+                    raise event
+                batch.append(event)
+            if batch:
+                yield batch
+                continue
+            self._ready.clear()
+            if not self._buffer:
+                await self._ready.wait()
 
 
 class Worker:

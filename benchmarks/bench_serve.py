@@ -1,0 +1,276 @@
+"""Serving speed: `scratchllm serve` under 1 and 8 concurrent clients, beside the library alone.
+
+A 4 x 4 x 128 GPT (random weights, vocabulary 65, block 256; or --checkpoint) is served by
+`scratchllm serve` in its own process; this process plays the clients, each a thread on a
+raw HTTP connection streaming ``/v1/completions`` (greedy, ``max_tokens`` new tokens, a
+different 16-character prompt per request). For each client count it reports
+
+* requests/s and tokens/s over the whole run (wall clock, every request done),
+* time to first token: from sending the request to the first streamed token (median, p90),
+
+and the peer: the same generations run by ``stream_generate`` in this process, one after
+another, with no HTTP (what the model alone can do). ``served / library`` is the share of
+the model's speed that reaches clients.
+
+    python benchmarks/bench_serve.py                       # 1 and 8 clients, 32 requests
+    python benchmarks/bench_serve.py --clients 1 2 8 --requests 64 --max-tokens 128
+    python benchmarks/bench_serve.py --checkpoint runs/demo --screenshot docs/images/playground.png
+
+``--screenshot PNG`` also opens the playground in Debian's chromium (as the browser test
+does), generates from --prompt, hovers a token and saves the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+THREADS = 1  # torch threads for the server and the library alike (tiny models: 1 is fastest)
+PROMPTS = [f"{w} the {x} of" for w in ("Return", "Make", "Find", "Keep") for x in "abcd"]
+
+
+def build_checkpoint(directory: Path, n_layer: int, n_head: int, n_embd: int) -> Path:
+    import torch
+
+    from scratchllm.models import GPT, GPTConfig
+    from scratchllm.tokenizers import CharTokenizer
+    from scratchllm.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    tok = CharTokenizer.train(string.ascii_letters + string.digits + " .\n")  # 65 characters
+    config = GPTConfig(
+        vocab_size=tok.vocab_size, block_size=256, n_layer=n_layer, n_head=n_head, n_embd=n_embd
+    )
+    save_checkpoint(directory, GPT(config).eval(), tok)
+    return directory
+
+
+def library_speed(checkpoint: Path, requests: int, max_tokens: int) -> dict[str, float]:
+    """The same work with no server: stream_generate, one request after another."""
+    import torch
+
+    from scratchllm.generation import stream_generate
+    from scratchllm.training.checkpoint import load_checkpoint
+
+    torch.set_num_threads(THREADS)
+    ckpt = load_checkpoint(checkpoint)
+    firsts, tokens = [], 0
+    list(stream_generate(ckpt.model, ckpt.tokenizer.encode(PROMPTS[0]), 8, temperature=0))
+    t0 = time.perf_counter()
+    for i in range(requests):
+        start = time.perf_counter()
+        for k, _ in enumerate(
+            stream_generate(
+                ckpt.model,
+                ckpt.tokenizer.encode(PROMPTS[i % len(PROMPTS)]),
+                max_tokens,
+                temperature=0,
+            )
+        ):
+            if k == 0:
+                firsts.append(time.perf_counter() - start)
+            tokens += 1
+    wall = time.perf_counter() - t0
+    return {
+        "requests_s": requests / wall,
+        "tokens_s": tokens / wall,
+        "ttft_ms": 1000 * statistics.median(firsts),
+        "ttft_p90_ms": 1000 * _p90(firsts),
+    }
+
+
+class ServeProcess:
+    """`scratchllm serve CKPT --port 0` in a child process; ``url`` once it listens."""
+
+    def __init__(self, checkpoint: Path, extra: list[str]) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "scratchllm",
+            "serve",
+            str(checkpoint),
+            "--port",
+            "0",
+            "--model-name",
+            "bench",
+            "--max-queue",
+            "64",
+            *extra,
+        ]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        match = re.search(r"on (http://[\d.]+:\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"the server did not start: {line}{self.proc.stderr.read()}")
+        self.url = match.group(1)
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # drain it
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def one_request(host: str, port: int, prompt: str, max_tokens: int) -> tuple[float, int]:
+    """Stream one completion; ``(seconds to the first token, completion tokens)``."""
+    body = json.dumps(
+        {
+            "model": "bench",
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    start = time.perf_counter()
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    first, tokens = None, 0
+    for line in response:
+        if not line.startswith(b"data: {"):
+            continue
+        chunk = json.loads(line[6:])
+        if first is None and chunk["choices"] and chunk["choices"][0]["text"]:
+            first = time.perf_counter() - start
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+    conn.close()
+    return first if first is not None else float("nan"), tokens
+
+
+def served_speed(url: str, clients: int, requests: int, max_tokens: int) -> dict[str, float]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    results: list[tuple[float, int]] = []
+    lock = threading.Lock()
+
+    def client(c: int) -> None:
+        for i in range(c, requests, clients):
+            r = one_request(host, int(port), PROMPTS[i % len(PROMPTS)], max_tokens)
+            with lock:
+                results.append(r)
+
+    one_request(host, int(port), PROMPTS[0], 8)  # warm-up
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    firsts = [f for f, _ in results]
+    return {
+        "requests_s": len(results) / wall,
+        "tokens_s": sum(n for _, n in results) / wall,
+        "ttft_ms": 1000 * statistics.median(firsts),
+        "ttft_p90_ms": 1000 * _p90(firsts),
+    }
+
+
+def _p90(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(0.9 * len(values)))]
+
+
+def screenshot(url: str, png: Path, prompt: str) -> None:
+    """The playground after one generation, a token hovered (Debian's chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path="/usr/bin/chromium",
+            args=flags,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        page = context.new_page()
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model-info').textContent.length > 20")
+        page.fill("#prompt", prompt)
+        page.fill("#seed", "1")
+        page.fill("#max-tokens", "160")
+        page.click("#generate")
+        page.wait_for_selector("#finish-reason", timeout=60_000)
+        page.wait_for_selector("#attention[data-drawn]", timeout=60_000)
+        tokens = page.query_selector_all("#output .tok")
+        tokens[min(12, len(tokens) - 1)].hover()
+        page.wait_for_selector("#tooltip:not([hidden])")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(png), full_page=True)
+        context.close()
+    print(f"screenshot: {png}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="serve this checkpoint (default: a random 4x4x128 GPT)",
+    )
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--requests", type=int, default=32, help="requests per client count")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians)")
+    parser.add_argument("--screenshot", type=Path, default=None, metavar="PNG")
+    parser.add_argument("--prompt", default="Return the", help="the screenshot's prompt")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = args.checkpoint or build_checkpoint(Path(tmp) / "bench", 4, 4, 128)
+        server = ServeProcess(ckpt, [])
+        names = ["library, no HTTP"] + [f"served, {c} client{'s' * (c > 1)}" for c in args.clients]
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+        try:
+            for _ in range(args.rounds):  # alternate, so a drift in machine speed hits all
+                runs[names[0]].append(library_speed(ckpt, args.requests, args.max_tokens))
+                for name, c in zip(names[1:], args.clients):
+                    runs[name].append(served_speed(server.url, c, args.requests, args.max_tokens))
+            if args.screenshot:
+                screenshot(server.url, args.screenshot, args.prompt)
+        finally:
+            server.close()
+    rows = [
+        (name, {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]})
+        for name in names
+    ]
+    peer = rows[0][1]["tokens_s"]
+    print(
+        f"\n{args.requests} requests x {args.max_tokens} tokens, greedy, streamed; medians of "
+        f"{args.rounds} alternating rounds; {THREADS} torch thread"
+    )
+    print(
+        f"{'':24} {'requests/s':>11} {'tokens/s':>9} {'TTFT ms':>8} {'p90':>6} {'vs library':>11}"
+    )
+    for name, r in rows:
+        print(
+            f"{name:24} {r['requests_s']:11.2f} {r['tokens_s']:9.0f} {r['ttft_ms']:8.1f} "
+            f"{r['ttft_p90_ms']:6.1f} {r['tokens_s'] / peer:10.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
