@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo test lint format bench clean
+.PHONY: setup test-deps demo test lint format bench clean
 
 # The virtual environment is rebuilt only when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -15,17 +15,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The playground's browser test drives Debian's chromium (playwright's own download is not
-# used). Installed with apt when missing; CI runs as root, elsewhere sudo is asked for.
+# System packages the tests drive: Debian's chromium and chromium-driver (the playground's
+# browser test; playwright's own browser download is not used) and curl (the examples of
+# docs/serving.md). Installed with apt when missing; CI runs as root, elsewhere sudo asks.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser:
-	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y chromium chromium-driver; }
+test-deps:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="chromium chromium-driver"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing (apt)"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/scratchllm demo
 
-test: $(STAMP) browser
+test: $(STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 -q

@@ -2,8 +2,8 @@
 a prompt, watch tokens stream into the page, hover one for its alternatives, see the
 attention heatmap drawn, and keep a screenshot.
 
-Chromium comes from the system (``make browser``, which ``make test`` and ``.ci/run`` run:
-``apt-get install -y chromium chromium-driver``); playwright's own browser download is not
+Chromium comes from the system (``make test-deps``, which ``make test`` and so ``.ci/run``
+run: ``apt-get install -y chromium chromium-driver``); playwright's own browser download is not
 used. Without chromium the test fails and says how to install it.
 """
 
@@ -47,7 +47,7 @@ def browser_context(user_data: Path):
     if not CHROMIUM.is_file():
         pytest.fail(
             f"{CHROMIUM} is missing: the playground test needs Debian's chromium. Install it "
-            "with `make browser` (or: apt-get update && apt-get install -y chromium "
+            "with `make test-deps` (or: apt-get update && apt-get install -y chromium "
             "chromium-driver), as `make test` and .ci/run do"
         )
     from playwright.sync_api import sync_playwright

@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     engine = load_engine(args.checkpoint, config, device=args.device, best=args.best)
     server = Server(engine, log_level=args.log_level)
-    chat = "chat and completions" if engine.chat_format else "completions (no chat template)"
-    print(f"serving {engine.name!r} ({chat}) on {server.url}", file=sys.stderr)
+    chat = "chat and completions" if engine.chat_format else "completions only: no chat template"
+    print(f"serving {engine.name!r} on {server.url} ({chat})", file=sys.stderr)
     print(f"  playground: {server.url}/   API: {server.url}/v1   Ctrl-C stops", file=sys.stderr)
     server.run()
     return 0
