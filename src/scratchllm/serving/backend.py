@@ -128,9 +128,54 @@ class ChatFormat(Protocol):
 CHAT_TEMPLATE_FILE = "chat_template.json"
 
 
+class TemplateChatFormat:
+    """A ``ChatFormat`` over the chat template training uses (``scratchllm.data.chat``):
+    ``render_prompt(messages) -> ids`` ending with the assistant token, ``text(messages,
+    prompt=True)``, ``end_id``. The API's ``developer`` role is its ``system`` role, and
+    only ``role`` and ``content`` are passed on."""
+
+    def __init__(self, template: Any) -> None:
+        self.template = template
+
+    @staticmethod
+    def _messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        roles = {"developer": "system"}
+        return [
+            {"role": roles.get(m["role"], m["role"]), "content": m["content"]} for m in messages
+        ]
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        return list(self.template.render_prompt(self._messages(messages)))
+
+    def prompt_text(self, messages: list[dict[str, str]]) -> str:
+        return self.template.text(self._messages(messages), prompt=True)
+
+    @property
+    def stop_token_ids(self) -> tuple[int, ...]:
+        end = self.template.end_id
+        return () if end is None else (end,)
+
+
 def load_chat_format(directory: str | Path, tokenizer: Any) -> tuple[ChatFormat | None, str]:
-    """The checkpoint's chat template as a ``ChatFormat``, or ``(None, why not)``."""
+    """The checkpoint's chat template as a ``ChatFormat``, or ``(None, why not)``.
+
+    A template file that is there but broken is an error (naming the file), not a server
+    that quietly refuses chat.
+    """
     file = Path(directory) / CHAT_TEMPLATE_FILE
     if not file.is_file():
         return None, f"no {CHAT_TEMPLATE_FILE} in {directory}"
-    return None, f"{file} exists but this scratchllm cannot read chat templates yet"
+    try:
+        from scratchllm.data.chat import ChatTemplate
+    except ImportError:
+        return (
+            None,
+            f"{file} exists but this scratchllm has no chat templates (scratchllm.data.chat)",
+        )
+    template = ChatTemplate.load(directory)
+    if template.tokenizer.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"{file}: its tokenizer has {template.tokenizer.vocab_size} tokens, the model's "
+            f"{tokenizer.vocab_size}; the template does not belong to this checkpoint"
+        )
+    return TemplateChatFormat(template), ""
