@@ -3,7 +3,8 @@
 ``scratchllm serve CKPT`` is ``Server(load_engine(CKPT, ServerConfig(...))).run()``. The
 layers, outermost first:
 
-- ``app``: FastAPI routes, body reading, errors in OpenAI's shape, streams (SSE);
+- ``app``: FastAPI routes, body reading, errors in OpenAI's shape; ``sse``: streams and
+  clients that leave;
 - ``protocol``: every request field checked (400 naming it); ``responses``: the JSON out;
 - ``engine``: prompts to ids, limits, seeds, the job each request gives the worker;
 - ``worker``: one model thread behind a bounded queue, cancellation;

@@ -23,7 +23,6 @@ generation at the next token.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
@@ -33,9 +32,8 @@ import traceback
 from importlib import resources
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scratchllm.serving.choice import Delta
@@ -43,6 +41,7 @@ from scratchllm.serving.engine import Engine, Plan
 from scratchllm.serving.errors import APIError, from_status
 from scratchllm.serving.protocol import parse_chat, parse_completion
 from scratchllm.serving.responses import Response as Reply
+from scratchllm.serving.sse import EventStream, cancel_on_disconnect, events, stopping
 from scratchllm.serving.worker import Job, QueueFull, Worker
 
 STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
@@ -135,16 +134,16 @@ def create_app(engine: Engine) -> FastAPI:
         if stream:
             reply.include_usage = include_usage
             return EventStream(
-                _events(reply, job),
+                events(reply, job),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        async with _cancel_on_disconnect(request, job):
+        async with cancel_on_disconnect(request, job):
             async for index, event in job:
                 if isinstance(event, Delta):
                     reply.add(index, event)
                 elif event.reason == "cancelled":
-                    raise _stopping()
+                    raise stopping()
                 else:
                     reply.finish(index, event.reason, event.completion_tokens)
         return JSONResponse(reply.body())
@@ -194,7 +193,7 @@ def create_app(engine: Engine) -> FastAPI:
         dropped = max(0, len(ids) - keep)
         ids = ids[dropped:]
         job = _submit(worker, lambda job: job.emit(engine.attention(ids)))
-        async with _cancel_on_disconnect(request, job):
+        async with cancel_on_disconnect(request, job):
             results = [w async for w in job]
         if not results:
             raise APIError(499, "the client left before the attention was computed")
@@ -307,98 +306,6 @@ def _submit(worker: Worker, fn) -> Job:  # noqa: ANN001
         return worker.submit(guarded)
     except QueueFull as e:
         raise APIError.overloaded(e.waiting) from None
-
-
-class _cancel_on_disconnect:
-    """While a non-streamed response is computed, cancel its job if the client leaves."""
-
-    def __init__(self, request: Request, job: Job) -> None:
-        self.request, self.job = request, job
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self.request.receive()
-            if message["type"] == "http.disconnect":
-                self.job.cancel()
-                return
-
-    async def __aenter__(self) -> None:
-        self.task = asyncio.ensure_future(self._watch())
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.task.cancel()
-
-
-def _stopping() -> APIError:
-    return APIError(503, "the generation was cancelled: the server is stopping", "server_error")
-
-
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-async def _events(reply: Reply, job: Job):
-    """The SSE stream of one response; an error after the first byte is an error event.
-
-    The events that piled up while the last write went out are written together, so a
-    client that reads slowly (or a busy machine) costs one write per pile, not per token.
-    """
-    done = False
-    try:
-        opened: set[int] = set()
-        async for batch in job.batches():
-            out = []
-            for index, event in batch:
-                if index not in opened:
-                    opened.add(index)
-                    first = reply.first_chunk(index)
-                    if first is not None:
-                        out.append(_sse(first))
-                if isinstance(event, Delta):
-                    out.append(_sse(reply.delta_chunk(index, event)))
-                elif event.reason == "cancelled":  # the server is stopping
-                    raise _stopping()
-                else:
-                    out.append(
-                        _sse(reply.finish_chunk(index, event.reason, event.completion_tokens))
-                    )
-            yield "".join(out)
-        if reply.include_usage:
-            yield _sse(reply.usage_chunk())
-        done = True
-    except APIError as e:
-        done = True
-        yield _sse(e.body())
-    except Exception as e:  # a bug in the server: say so in the stream, the status is sent
-        done = True
-        traceback.print_exception(e, file=sys.stderr)
-        yield _sse(APIError(500, f"internal error: {type(e).__name__}: {e}", "server_error").body())
-    finally:
-        if not done:
-            job.cancel()  # the client left (or the server is stopping): stop generating
-    yield "data: [DONE]\n\n"
-
-
-class EventStream(StreamingResponse):
-    """A streaming response that notices a client leaving even while it has nothing to send.
-
-    Starlette stops listening for ``http.disconnect`` under ASGI 2.4 servers and learns of
-    the client only when a write fails; a job waiting in the queue writes nothing. Here the
-    stream and the listener run side by side and whichever ends first cancels the other,
-    which runs the stream generator's ``finally`` (it cancels the job).
-    """
-
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
-        async with anyio.create_task_group() as group:
-
-            async def stream() -> None:
-                with contextlib.suppress(OSError):  # the client went away mid-write
-                    await self.stream_response(send)
-                group.cancel_scope.cancel()
-
-            group.start_soon(stream)
-            await self.listen_for_disconnect(receive)
-            group.cancel_scope.cancel()
 
 
 class BearerAuth:
