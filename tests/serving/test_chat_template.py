@@ -51,7 +51,9 @@ def test_a_fine_tuned_checkpoint_chats_with_its_template(tmp_path):
     from scratchllm.tokenizers import CharTokenizer
     from scratchllm.training.checkpoint import save_checkpoint
 
-    template = chat_module.ChatTemplate.create(CharTokenizer.train("abcdefghijklmnopqrstuvwxyz ?!.\n"))
+    template = chat_module.ChatTemplate.create(
+        CharTokenizer.train("abcdefghijklmnopqrstuvwxyz ?!.\n")
+    )
     tok = template.tokenizer
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))

@@ -56,6 +56,7 @@ BAD_COMPLETIONS = [
     ({"frequency_penalty": 2.5}, "frequency_penalty", "[-2, 2]"),
     ({"logit_bias": {"x": 1}}, "logit_bias.x", "token id"),
     ({"logit_bias": {"5": 200}}, "logit_bias.5", "[-100, 100]"),
+    ({"logit_bias": {"100000": 1}}, "logit_bias.100000", "vocabulary"),
     ({"prompt": 5}, "prompt", "prompt must be"),
     ({"prompt": []}, "prompt", "prompt must be"),
     ({"prompt": [[1, 2], []]}, "prompt", "prompt must be"),
@@ -231,15 +232,32 @@ JSON_VALUES = st.recursive(
     max_leaves=8,
 )
 FIELDS = ["model", "prompt", "messages", "max_tokens", "temperature", "top_p", "n", "stop"]
-FIELDS += ["logprobs", "top_logprobs", "seed", "stream", "logit_bias", "top_k", "stream_options"]
+FIELDS += ["logprobs", "top_logprobs", "seed", "stream", "top_k", "stream_options", "echo"]
+# Values near what the fields take, so the fuzzing gets past the first type check too.
+NEAR = {
+    "logit_bias": st.dictionaries(
+        st.integers(-3, 10**6).map(str), st.integers(-300, 300) | st.floats(), max_size=3
+    ),
+    "messages": st.lists(
+        st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "system", "assistant", "tool", "x"])},
+            optional={"content": JSON_VALUES, "name": st.text(max_size=3)},
+        ),
+        max_size=3,
+    ),
+    "prompt": st.text(max_size=10) | st.lists(st.integers(-5, 200), max_size=5),
+}
+BODIES = st.fixed_dictionaries(
+    {}, optional={f: JSON_VALUES | NEAR.get(f, JSON_VALUES) for f in [*FIELDS, "logit_bias"]}
+)
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     path=st.sampled_from(["/v1/completions", "/v1/chat/completions"]),
-    body=st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=6),
+    body=BODIES,
     model=st.booleans(),
 )
 def test_no_request_body_gives_a_500(small_server, path, body, model):

@@ -150,8 +150,19 @@ class Engine:
             code="context_length_exceeded",
         )
 
+    def check_sampling(self, sampling: Sampling) -> None:
+        """What only the model can check: logit_bias keys are ids of its vocabulary."""
+        for token, _ in sampling.logit_bias:
+            if token >= self.vocab_size:
+                raise APIError.invalid(
+                    f"logit_bias names token {token}, outside this model's vocabulary "
+                    f"[0, {self.vocab_size})",
+                    param=f"logit_bias.{token}",
+                )
+
     def plan_completion(self, req: CompletionRequest) -> tuple[list[Plan], int]:
         """The choices of a completion request and its prompt token count."""
+        self.check_sampling(req.sampling)
         prompts = [self.encode(p) for p in req.prompts]
         seeds = self._seeds(req.sampling.seed, req.n * len(prompts))
         plans = []
@@ -166,6 +177,7 @@ class Engine:
         return plans, sum(len(ids) for ids in prompts)
 
     def plan_chat(self, req: ChatRequest) -> tuple[list[Plan], int]:
+        self.check_sampling(req.sampling)
         ids = self.chat_ids(req.messages)
         max_tokens = self.resolve_max_tokens(len(ids), req.sampling.max_tokens, self.limit)
         sampling = dataclasses.replace(req.sampling, max_tokens=max_tokens)
