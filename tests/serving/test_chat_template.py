@@ -4,7 +4,6 @@ text, end_id) seen through the server's ChatFormat, and a checkpoint that saves 
 from __future__ import annotations
 
 import openai
-import pytest
 import torch
 
 from scratchllm.serving.backend import TemplateChatFormat, load_chat_format
@@ -44,16 +43,14 @@ def test_without_a_template_file_there_is_no_chat(tmp_path):
 
 
 def test_a_fine_tuned_checkpoint_chats_with_its_template(tmp_path):
-    chat_module = pytest.importorskip("scratchllm.data.chat")  # the chat template's package
+    from scratchllm.data.chat import ChatTemplate
     from scratchllm.models import GPT, GPTConfig
     from scratchllm.serving import Server, ServerConfig
     from scratchllm.serving.server import load_engine
     from scratchllm.tokenizers import CharTokenizer
     from scratchllm.training.checkpoint import save_checkpoint
 
-    template = chat_module.ChatTemplate.create(
-        CharTokenizer.train("abcdefghijklmnopqrstuvwxyz ?!.\n")
-    )
+    template = ChatTemplate.create(CharTokenizer.train("abcdefghijklmnopqrstuvwxyz ?!.\n"))
     tok = template.tokenizer
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))

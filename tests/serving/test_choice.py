@@ -100,3 +100,20 @@ def test_cancel_stops_at_the_next_token(bpe_model):
         )
     )
     assert events[-1] == Finish("cancelled", 4)
+
+
+def test_the_end_of_text_tokens_an_engine_stops_at(bpe_model):
+    from scratchllm.models.ngram import NGram, NGramConfig
+    from scratchllm.serving import ServerConfig
+    from scratchllm.serving.engine import Engine
+    from scratchllm.tokenizers import CharTokenizer, WordTokenizer
+    from scratchllm.tokenizers.word import EOS
+
+    model, bpe = bpe_model
+    assert Engine(model, bpe, "m", ServerConfig()).end_ids == {bpe.special_tokens["<|endoftext|>"]}
+    word = WordTokenizer.train("the cat sat on the mat")
+    ngram = NGram(NGramConfig(n=2, vocab_size=word.vocab_size))
+    assert Engine(ngram, word, "m", ServerConfig()).end_ids == {EOS}
+    char = CharTokenizer.train("abc")
+    ngram = NGram(NGramConfig(n=2, vocab_size=char.vocab_size))
+    assert Engine(ngram, char, "m", ServerConfig()).end_ids == set()

@@ -218,11 +218,12 @@ class Engine:
 
 
 def _end_of_text_ids(tokenizer: Any) -> list[int]:
-    specials = getattr(tokenizer, "special_tokens", None)
-    if isinstance(specials, dict):
-        return [specials[s] for s in END_OF_TEXT if s in specials]
+    """The ids that end a text: a word tokenizer's ``<eos>``, and an end-of-text special
+    token of any tokenizer (``<|endoftext|>``)."""
+    ids = []
     if getattr(tokenizer, "kind", None) == "word":
         from scratchllm.tokenizers.word import EOS
 
-        return [EOS]
-    return []
+        ids.append(EOS)
+    specials = getattr(tokenizer, "special_tokens", None) or {}
+    return ids + [specials[s] for s in END_OF_TEXT if s in specials]
