@@ -17,6 +17,7 @@ change of that API (a config object, batched decoding) is a change here only.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import Any, Protocol
 import torch
 
 from scratchllm.generation import PromptTruncatedWarning, stream_generate
-from scratchllm.generation.runner import context_length_of
 from scratchllm.serving.protocol import Sampling
 
 
@@ -69,8 +69,12 @@ class _Penalties:
 
 
 def context_length(model: torch.nn.Module) -> int:
-    """How many past tokens the model conditions on (a huge number for unbounded ones)."""
-    return context_length_of(model)
+    """How many past tokens the model conditions on (sys.maxsize for an unbounded RNN), as
+    the decode loop reads it: the ``context_length`` of the language-model contract."""
+    ctx = getattr(model, "context_length", None)
+    if ctx is None or ctx == float("inf"):
+        return sys.maxsize
+    return max(int(ctx), 1)
 
 
 def decode_steps(
