@@ -133,3 +133,28 @@ def test_other_families_and_formats_are_refused(tmp_path, capsys):
     path, _, _ = checkpoint(tmp_path)
     assert main(["export", str(path), "--to", "onnx", str(tmp_path / "o")]) == 2
     assert "unknown format" in capsys.readouterr().err
+
+
+def test_a_lora_adapter_loads_with_peft_onto_the_export(tmp_path):
+    """An adapter saved in peft's layout (models/lora.py) on the exported GPT-2 gives the
+    logits of our adapted model."""
+    lora = pytest.importorskip("scratchllm.models.lora")  # post-training I's LoRA
+    peft = pytest.importorskip("peft")
+    import copy
+
+    path, model, tok = checkpoint(tmp_path)
+    main(["export", str(path), "--to", "hf", str(tmp_path / "hf")])
+    adapted = lora.apply_lora(copy.deepcopy(model), lora.LoRAConfig(r=4, alpha=8))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # B starts at zero: make the update real, or the test is empty
+        for layer in lora.lora_layers(adapted).values():
+            layer.lora_B.weight.copy_(torch.randn(layer.lora_B.weight.shape, generator=g))
+    lora.save_adapter(adapted, tmp_path / "adapter")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
+    hf_adapted = peft.PeftModel.from_pretrained(hf, tmp_path / "adapter").eval()
+    ids = torch.tensor([tok.encode("The quick brown fox")[:8]])
+    with torch.no_grad():
+        ours, base = adapted.eval()(ids)[0], model(ids)[0]
+        theirs = hf_adapted(input_ids=ids).logits
+    assert (ours - base).abs().max() > 1e-2, "the adapter changes nothing"
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
