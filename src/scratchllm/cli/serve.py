@@ -46,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--max-n", type=int, default=d.max_n, metavar="N", help="most choices per request")
     add("--max-body-bytes", type=int, default=d.max_body_bytes, metavar="B",
         help="larger request bodies get 413")  # fmt: skip
+    add(
+        "--stream-interval",
+        type=float,
+        default=d.stream_interval,
+        metavar="S",
+        help="seconds between writes of a stream (the first token goes at once); lower is "
+        "smoother, higher leaves the model more of the CPU",
+    )
     add("--device", default="cpu", help="torch device, e.g. cpu, cuda, mps")
     add(
         "--threads",
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         default_max_tokens=args.default_max_tokens,
         max_n=args.max_n,
         max_body_bytes=args.max_body_bytes,
+        stream_interval=args.stream_interval,
     )
     if args.threads is not None:
         if args.threads < 1:

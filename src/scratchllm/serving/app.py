@@ -49,7 +49,7 @@ STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "t
 
 def create_app(engine: Engine) -> FastAPI:
     config = engine.config
-    worker = Worker(config.max_queue, on_start=engine.thread_setup)
+    worker = Worker(config.max_queue, engine.thread_setup, config.stream_interval)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -17,6 +17,7 @@ class ServerConfig:
     max_n: int = 16  # the most choices one request may ask for (n x prompts)
     max_body_bytes: int = 1 << 20  # larger request bodies get 413
     max_attention_tokens: int = 128  # /attention returns T x T per head: keep T small
+    stream_interval: float = 0.05  # seconds between stream writes (the first token at once)
 
     def __post_init__(self) -> None:
         for name, least in (
@@ -30,6 +31,10 @@ class ServerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if not 0 <= self.stream_interval <= 1:
+            raise ValueError(
+                f"stream_interval must be in [0, 1] seconds, got {self.stream_interval}"
+            )
         if self.port > 65535:
             raise ValueError(f"port must be at most 65535, got {self.port}")
         if self.max_total_tokens is not None and self.max_total_tokens < 2:
