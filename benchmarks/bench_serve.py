@@ -9,8 +9,10 @@ different 16-character prompt per request). For each client count it reports
 * time to first token: from sending the request to the first streamed token (median, p90),
 
 and the peer: the same generations run by ``stream_generate`` in this process, one after
-another, with no HTTP (what the model alone can do). ``served / library`` is the share of
-the model's speed that reaches clients.
+another, with no HTTP (what the model alone can do). ``vs library`` is the share of the
+model's speed that reaches clients: the median over rounds of the ratio within a round.
+A last row serves with ``--stream-interval 0`` (one write per token) to show what the
+50 ms default buys.
 
     python benchmarks/bench_serve.py                       # 1 and 8 clients, 32 requests
     python benchmarks/bench_serve.py --clients 1 2 8 --requests 64 --max-tokens 128
@@ -242,33 +244,43 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint or build_checkpoint(Path(tmp) / "bench", 4, 4, 128)
         server = ServeProcess(ckpt, [])
+        eager = ServeProcess(ckpt, ["--stream-interval", "0"])  # a write for every token
         names = ["library, no HTTP"] + [f"served, {c} client{'s' * (c > 1)}" for c in args.clients]
+        names.append("served, 1 client, every token written")
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         try:
-            for _ in range(args.rounds):  # alternate, so a drift in machine speed hits all
-                runs[names[0]].append(library_speed(ckpt, args.requests, args.max_tokens))
-                for name, c in zip(names[1:], args.clients):
-                    runs[name].append(served_speed(server.url, c, args.requests, args.max_tokens))
+            n, t = args.requests, args.max_tokens
+            steps = [(names[0], lambda: library_speed(ckpt, n, t))]
+            for name, c in zip(names[1:], args.clients):
+                steps.append((name, lambda c=c: served_speed(server.url, c, n, t)))
+            steps.append((names[-1], lambda: served_speed(eager.url, 1, n, t)))
+            for k in range(args.rounds):  # alternate, and reverse every other round: a
+                for name, step in steps[:: 1 if k % 2 == 0 else -1]:  # drift or an order
+                    runs[name].append(step())  # effect then hits every row alike
             if args.screenshot:
                 screenshot(server.url, args.screenshot, args.prompt)
         finally:
             server.close()
-    rows = [
-        (name, {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]})
-        for name in names
-    ]
-    peer = rows[0][1]["tokens_s"]
+            eager.close()
+    rows = []
+    for name in names:
+        row = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
+        # paired: this row's tokens/s over the library's in the same round, then the median
+        row["ratio"] = statistics.median(
+            r["tokens_s"] / lib["tokens_s"] for r, lib in zip(runs[name], runs[names[0]])
+        )
+        rows.append((name, row))
     print(
         f"\n{args.requests} requests x {args.max_tokens} tokens, greedy, streamed; medians of "
         f"{args.rounds} alternating rounds; {THREADS} torch thread"
     )
     print(
-        f"{'':24} {'requests/s':>11} {'tokens/s':>9} {'TTFT ms':>8} {'p90':>6} {'vs library':>11}"
+        f"{'':38} {'requests/s':>11} {'tokens/s':>9} {'TTFT ms':>8} {'p90':>6} {'vs library':>11}"
     )
     for name, r in rows:
         print(
-            f"{name:24} {r['requests_s']:11.2f} {r['tokens_s']:9.0f} {r['ttft_ms']:8.1f} "
-            f"{r['ttft_p90_ms']:6.1f} {r['tokens_s'] / peer:10.2f}x"
+            f"{name:38} {r['requests_s']:11.2f} {r['tokens_s']:9.0f} {r['ttft_ms']:8.1f} "
+            f"{r['ttft_p90_ms']:6.1f} {r['ratio']:10.2f}x"
         )
 
 

@@ -46,8 +46,10 @@ class Job:
     Events pile up in a deque and the loop is woken at most once per ``wake_interval``
     (the first event and the end of a choice at once). Each wake-up makes the event loop
     and the model's thread trade the interpreter lock, at the cost of a thread switch for
-    each, and a small model makes a token in under a millisecond: waking once per token
-    halved the throughput in bench_serve.py; every 50 ms, streaming still looks live.
+    each, and a small model makes a token in under a millisecond. Fewer writes than
+    tokens can only help the model's thread; how much it helps is hard to see on a
+    shared machine (bench_serve.py's last row), and a stream written every 50 ms still
+    looks live.
     """
 
     def __init__(
