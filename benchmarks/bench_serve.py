@@ -44,9 +44,9 @@ PROMPTS = [f"{w} the {x} of" for w in ("Return", "Make", "Find", "Keep") for x i
 def build_checkpoint(directory: Path, n_layer: int, n_head: int, n_embd: int) -> Path:
     import torch
 
+    from scratchllm.checkpoint import save_checkpoint
     from scratchllm.models import GPT, GPTConfig
     from scratchllm.tokenizers import CharTokenizer
-    from scratchllm.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     tok = CharTokenizer.train(string.ascii_letters + string.digits + " .\n")  # 65 characters
@@ -61,8 +61,8 @@ def library_speed(checkpoint: Path, requests: int, max_tokens: int) -> dict[str,
     """The same work with no server: stream_generate, one request after another."""
     import torch
 
+    from scratchllm.checkpoint import load_checkpoint
     from scratchllm.generation import stream_generate
-    from scratchllm.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(THREADS)
     ckpt = load_checkpoint(checkpoint)

@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
+from scratchllm.checkpoint import save_checkpoint
 from scratchllm.cli import main
 from scratchllm.models import GPT, GPTConfig
 from scratchllm.tokenizers import BPETokenizer, CharTokenizer
-from scratchllm.training.checkpoint import save_checkpoint
 
 transformers = pytest.importorskip("transformers")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from serving_util import make_engine, train_tiny_gpt, training_text
 
+from scratchllm.checkpoint import load_checkpoint, save_checkpoint
 from scratchllm.serving import Server
-from scratchllm.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="session")

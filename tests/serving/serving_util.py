@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
+from scratchllm.checkpoint import load_checkpoint
 from scratchllm.models import GPT, GPTConfig
 from scratchllm.serving import ServerConfig
 from scratchllm.serving.engine import Engine
 from scratchllm.tokenizers import CharTokenizer
-from scratchllm.training.checkpoint import load_checkpoint
 
 # Role marks of the test chat template: characters no training text holds.
 USER, ASSISTANT, END = "\x01", "\x02", "\x03"

@@ -43,12 +43,12 @@ def test_without_a_template_file_there_is_no_chat(tmp_path):
 
 
 def test_a_fine_tuned_checkpoint_chats_with_its_template(tmp_path):
+    from scratchllm.checkpoint import save_checkpoint
     from scratchllm.data.chat import ChatTemplate
     from scratchllm.models import GPT, GPTConfig
     from scratchllm.serving import Server, ServerConfig
     from scratchllm.serving.server import load_engine
     from scratchllm.tokenizers import CharTokenizer
-    from scratchllm.training.checkpoint import save_checkpoint
 
     template = ChatTemplate.create(CharTokenizer.train("abcdefghijklmnopqrstuvwxyz ?!.\n"))
     tok = template.tokenizer

@@ -52,7 +52,8 @@ def test_deltas_join_to_the_librarys_text(bpe_model, seed, cut, width):
         stream_generate(model, prompt, 30, tokenizer=tok, temperature=1.0, seed=seed, stop=[stop])
     )
     assert content == library
-    if stop in text:
+    if stop in text and "\ufffd" not in stop:  # (U+FFFD: bytes still pending may come out
+        # as one character or two, depending on where the stream ends)
         assert content == text[: text.index(stop)] and finish.reason == "stop"
     for d in deltas:
         assert "".join(t.text for t in d.tokens) == d.text

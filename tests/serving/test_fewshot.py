@@ -11,6 +11,7 @@ import pytest
 from serving_util import ASSISTANT, END, USER, RoleTemplate, health
 from test_concurrency import LONG, leave, open_stream, wait_until
 
+from scratchllm.checkpoint import save_checkpoint
 from scratchllm.cli import main
 from scratchllm.data.corpus import text_from_spec
 from scratchllm.data.languages import get
@@ -25,7 +26,6 @@ from scratchllm.serving.fewshot import (
     run_fewshot,
 )
 from scratchllm.tokenizers import CharTokenizer
-from scratchllm.training.checkpoint import save_checkpoint
 
 LANGUAGE = "markov:order=2,length=8"
 

@@ -29,11 +29,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add = p.add_argument
     add("checkpoint", type=Path, metavar="CKPT", help="run directory or checkpoint directory")
-    add("--to", nargs=2, required=True, metavar=("FORMAT", "DIR"),
-        help=f"the format ({', '.join(FORMATS)}) and the directory to write")  # fmt: skip
+    add(
+        "--to",
+        nargs=2,
+        required=True,
+        metavar=("FORMAT", "DIR"),
+        help=f"the format ({', '.join(FORMATS)}) and the directory to write",
+    )
     add("--best", action="store_true", help="export the run's best/ checkpoint instead of last/")
-    add("--no-tokenizer", action="store_true",
-        help="write the model only (for a tokenizer Hugging Face cannot read)")  # fmt: skip
+    add(
+        "--no-tokenizer",
+        action="store_true",
+        help="write the model only (for a tokenizer Hugging Face cannot read)",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,9 +49,13 @@ def run(args: argparse.Namespace) -> int:
     fmt, out = args.to
     if fmt not in FORMATS:
         raise ValueError(f"--to {fmt!r}: unknown format; choose one of {', '.join(FORMATS)}")
+    from scratchllm.checkpoint import load_checkpoint
     from scratchllm.interop.hf_export import export_hf
 
-    path = export_hf(args.checkpoint, out, best=args.best, tokenizer=not args.no_tokenizer)
+    ckpt = load_checkpoint(
+        args.checkpoint, which="best" if args.best else "last", require_tokenizer=False
+    )
+    path = export_hf(ckpt.model, ckpt.tokenizer, out, not args.no_tokenizer, str(ckpt.path))
     print(f"wrote {path} (load it with GPT2LMHeadModel.from_pretrained({str(path)!r}))")
     print("  files: " + ", ".join(sorted(f.name for f in path.iterdir())), file=sys.stderr)
     return 0

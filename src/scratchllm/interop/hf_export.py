@@ -1,6 +1,6 @@
 """A checkpoint as a Hugging Face directory: ``GPT2LMHeadModel`` weights and a fast tokenizer.
 
-``export_hf(CKPT, DIR)`` writes what ``transformers`` reads::
+``export_hf(model, tokenizer, DIR)`` writes what ``transformers`` reads::
 
     DIR/config.json              GPT-2's config (export_gpt2)
     DIR/model.safetensors        the weights, Conv1D layouts (export_gpt2)
@@ -13,11 +13,12 @@ so that ``GPT2LMHeadModel.from_pretrained(DIR)`` gives our logits and
 equivalent: rope or sinusoidal positions, RMSNorm, mixture of experts, Linear layers
 without biases, and the other model families are refused, each named. A character or
 word tokenizer has no Hugging Face equivalent (``tokenizers`` has no model that reads
-ours id for id), so it is refused too unless ``tokenizer=False`` (weights only).
+ours id for id), so it is refused too unless ``with_tokenizer=False`` (weights only).
 
 Nothing is written unless everything can be: the files go to a temporary sibling first.
 
->>> export_hf("runs/bpe-gpt", "hf-out")     # doctest: +SKIP
+>>> ckpt = load_checkpoint("runs/bpe-gpt")                     # doctest: +SKIP
+>>> export_hf(ckpt.model, ckpt.tokenizer, "hf-out")            # doctest: +SKIP
 >>> from transformers import GPT2LMHeadModel, AutoTokenizer
 >>> model = GPT2LMHeadModel.from_pretrained("hf-out")   # doctest: +SKIP
 """
@@ -36,21 +37,20 @@ END_OF_TEXT = "<|endoftext|>"
 
 
 def export_hf(
-    checkpoint: str | Path, out: str | Path, best: bool = False, tokenizer: bool = True
+    model: Any, tokenizer: Any, out: str | Path, with_tokenizer: bool = True, source: str = ""
 ) -> Path:
-    """Write the checkpoint (a run or checkpoint directory) as a HF directory ``out``."""
-    from scratchllm.training.checkpoint import load_checkpoint
+    """Write ``model`` (and ``tokenizer``) as a HF directory ``out``; see the module doc.
 
-    ckpt = load_checkpoint(checkpoint, which="best" if best else "last", require_tokenizer=False)
-    model, tok = ckpt.model, ckpt.tokenizer
+    ``source`` names where the model came from, for the error messages.
+    """
     problems = []
     family = getattr(model, "family", type(model).__name__)
     if family != "gpt":
         problems.append(
             f"a {family!r} model has no Hugging Face GPT-2 equivalent (only GPT models export)"
         )
-    if tokenizer:
-        problems += _tokenizer_problems(tok, ckpt.path)
+    if with_tokenizer:
+        problems += _tokenizer_problems(tokenizer, source or "the checkpoint")
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -61,10 +61,11 @@ def export_hf(
             except ValueError as e:
                 problems.append(str(e))
         if problems:
-            raise ValueError(f"cannot export {ckpt.path} to Hugging Face: " + "; ".join(problems))
-        if tokenizer:
-            _write_tokenizer(tok, tmp, model.config.block_size)
-        _mark_special_ids(tmp / "config.json", tok if tokenizer else None)
+            where = f" {source}" if source else ""
+            raise ValueError(f"cannot export{where} to Hugging Face: " + "; ".join(problems))
+        if with_tokenizer:
+            _write_tokenizer(tokenizer, tmp, model.config.block_size)
+        _mark_special_ids(tmp / "config.json", tokenizer if with_tokenizer else None)
         if out.exists():
             if any(out.iterdir()) and not (out / "config.json").is_file():
                 raise ValueError(
@@ -77,7 +78,7 @@ def export_hf(
     return out
 
 
-def _tokenizer_problems(tok: Any, where: Path) -> list[str]:
+def _tokenizer_problems(tok: Any, where: str) -> list[str]:
     if tok is None:
         return [f"{where} has no tokenizer.json (export the weights alone with --no-tokenizer)"]
     kind = getattr(tok, "kind", type(tok).__name__)

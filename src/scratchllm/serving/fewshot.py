@@ -351,8 +351,8 @@ def measure(lang: Any, result: LanguageResult, n_examples: int = 5) -> None:
 def _trained(ckpt: str | Path, specs: list[Any], config: FewShotConfig) -> dict[str, Any]:
     """A trained checkpoint's valid / unique on the same languages (novel: not defined here:
     it saw no prompt examples)."""
+    from scratchllm.checkpoint import load_checkpoint
     from scratchllm.evaluation.validity import evaluate_language
-    from scratchllm.training.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(ckpt)
     out = {}

@@ -23,7 +23,7 @@ def load_engine(
     path: str | Path, config: ServerConfig, device: str = "cpu", best: bool = False
 ) -> Engine:
     """The checkpoint at ``path`` (a run or checkpoint directory) ready to serve."""
-    from scratchllm.training.checkpoint import load_checkpoint
+    from scratchllm.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, device=device, which="best" if best else "last")
     chat, why = load_chat_format(ckpt.path, ckpt.tokenizer)
