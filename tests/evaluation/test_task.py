@@ -129,7 +129,8 @@ def test_heldout_prompts_are_distinct_seeded_and_exclude_training():
     held = heldout_prompts(lang, 300, exclude=train)
     seen = {split_prompt(lang, s)[0] for s in train}
     assert len(set(held.prompts)) == 300 and not seen & set(held.prompts)
-    assert held.skipped > 0 and held.seed == EVAL_SEED
+    assert held.skipped > 0 and held.seed == EVAL_SEED and held.excluded == len(seen)
+    assert heldout_prompts(lang, 10).excluded is None  # nothing given: the report says so
     assert all(lang.verify(p + e).valid for p, e in zip(held.prompts, held.expected))
     assert heldout_prompts(lang, 300, exclude=train).prompts == held.prompts
     assert heldout_prompts(lang, 300, seed=5).prompts != held.prompts
@@ -351,6 +352,10 @@ def test_to_dict_is_json_and_the_table_reads():
     full = json.loads(json.dumps(result.to_dict(items=True)))
     assert len(full["items"]) == 30 and full["items"][0]["prompt"].endswith("=")
     table = result.format_table()
+    assert "(seed 1000003; no training prompts given to exclude)" in result.format_table()
+    train = lang.samples(50, seed=0)
+    excluded = evaluate_task(model, tok, lang, n=30, exclude=train).format_table()
+    assert f"{len({s.split('=')[0] for s in train})} training prompts excluded" in excluded
     for line in ("task      " + lang.spec, "decoding  greedy", "by length", "by carries"):
         assert line in table
     assert re.search(r"^ *1 +\d+ +\d\.\d{4}", table, re.M)  # a row of the length table

@@ -87,20 +87,22 @@ class HeldOut:
     expected: list[str]  # the right completion of each prompt (END included)
     seed: int
     skipped: int  # draws skipped: excluded (seen in training) or not kept
+    excluded: int | None  # distinct prompts given to exclude (None: no training data given)
 
 
 def heldout_prompts(
     language: Language,
     n: int,
     seed: int = EVAL_SEED,
-    exclude: Iterable[str] = (),
+    exclude: Iterable[str] | None = None,
     keep: Callable[[str], bool] | None = None,
 ) -> HeldOut:
     """``n`` distinct prompts from ``random.Random(seed)``, none among ``exclude`` (samples or
     prompts) and each passing ``keep``; a clear error when the language has too few."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n ({n!r}) must be a positive number of prompts")
-    seen = {prompt_of(language, s) for s in exclude}
+    given = exclude is not None
+    seen = {prompt_of(language, s) for s in exclude or ()}
     rng = random.Random(seed)
     prompts: list[str] = []
     expected: list[str] = []
@@ -123,7 +125,7 @@ def heldout_prompts(
         chosen.add(prompt)
         prompts.append(prompt)
         expected.append(completion)
-    return HeldOut(prompts, expected, seed, skipped)
+    return HeldOut(prompts, expected, seed, skipped, len(seen) if given else None)
 
 
 # ---- the result ------------------------------------------------------------------------------
@@ -165,7 +167,7 @@ class TaskResult:
     first_wrong_step: dict[int, int]  # step -> completions whose first wrong step it is
     pass_at_k: dict[int, float]  # k -> unbiased pass@k (with samples > 1)
     by: dict[str, list[Group]]  # breakdown name -> rows, e.g. by["length"], by["carries"]
-    heldout: dict[str, int]  # seed, skipped
+    heldout: dict[str, int | None]  # seed, skipped draws, excluded training prompts
     items: list[Item] = field(repr=False, default_factory=list)
 
     def to_dict(self, items: bool = False) -> dict[str, Any]:
@@ -202,7 +204,7 @@ class TaskResult:
         lines = [
             f"task      {self.task}",
             f"prompts   {self.n} held out (seed {self.heldout['seed']}; "
-            f"{self.heldout['skipped']} draws skipped as seen in training)",
+            f"{_exclusion(self.heldout)})",
             f"decoding  {dec}, {self.samples} completion(s) per prompt",
             f"accuracy  {self.accuracy:.4f}  (exact match of the final answer)",
             f"valid     {self.valid:.4f}  (every symbol of the completion right)",
@@ -220,9 +222,16 @@ class TaskResult:
         if wrong:
             lines += ["", "wrong, e.g.:"]
             lines += [
-                f"  {w['prompt']}{w['completion']!r} (right: {w['expected']!r})" for w in wrong
+                f"  {w['prompt']!r} -> {w['completion']!r} (right: {w['expected']!r})"
+                for w in wrong
             ]
         return "\n".join(lines)
+
+
+def _exclusion(heldout: dict[str, int | None]) -> str:
+    if heldout["excluded"] is None:
+        return "no training prompts given to exclude"
+    return f"{heldout['excluded']} training prompts excluded, {heldout['skipped']} draws skipped"
 
 
 def _rows_table(name: str, rows: list[Group]) -> str:
@@ -247,7 +256,7 @@ def evaluate_task(
     n: int = 200,
     *,
     seed: int = EVAL_SEED,
-    exclude: Iterable[str] = (),
+    exclude: Iterable[str] | None = None,
     keep: Callable[[str], bool] | None = None,
     temperature: float = 0.0,
     top_k: int | None = None,
@@ -313,7 +322,7 @@ def generate_completions(
     stop_ids: Sequence[int] = (),
 ) -> list[list[str]]:
     """``k`` completions (text up to END) of each prompt's ids, through ``generate`` in
-    left-padded batches. Completion j of prompt i is sampled from seed ``seed + i * k + j``,
+    batches of prompts of equal length (left-padded where lengths still mix). Completion j of prompt i is sampled from seed ``seed + i * k + j``,
     so batching changes nothing."""
     end_ids = tokenizer.encode(END)
     stops = list(stop_ids) + (end_ids if len(end_ids) == 1 else [])
@@ -325,7 +334,10 @@ def generate_completions(
             PromptTruncatedWarning,
             stacklevel=3,
         )
-    rows = [(i, j) for i in range(len(prompts)) for j in range(k)]
+    # Prompts of one length batch together: no padding, so a model without a KV cache runs
+    # one forward per step instead of one per padded row (the seeds follow (i, j), not order).
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    rows = [(i, j) for i in order for j in range(k)]
     texts: list[list[str]] = [[""] * k for _ in prompts]
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
@@ -428,7 +440,7 @@ def _summarise(
         first_wrong_step=dict(sorted(first.items())),
         pass_at_k=pass_at,
         by=by,
-        heldout={"seed": held.seed, "skipped": held.skipped},
+        heldout={"seed": held.seed, "skipped": held.skipped, "excluded": held.excluded},
         items=items,
     )
 
