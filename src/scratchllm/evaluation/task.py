@@ -12,7 +12,7 @@ the prompt is the part before the answer ("37+45="), the completion the rest ("8
   **first wrong step**;
 - for addition, every figure **by operand length** (the longer operand's digits, and the pair
   "1+3") and **by number of carries** (``Addition.prompt_groups``);
-- with ``k > 1`` samples per prompt, pass@k (``scratchllm.finetuning.passk``, unbiased).
+- with ``k > 1`` samples per prompt, pass@k (``scratchllm.metrics.pass_at_k``, unbiased).
 
 **Held out.** Prompts are drawn from ``random.Random(seed)`` with ``seed=EVAL_SEED`` by default,
 a seed training data does not use (it uses 0 unless told), and are distinct. Pass the training
@@ -45,9 +45,9 @@ from typing import Any
 import torch
 
 from scratchllm.data.languages import END, Language, get
-from scratchllm.finetuning.passk import mean_pass_at_k
 from scratchllm.generation import PromptTruncatedWarning, generate
 from scratchllm.generation.runner import context_length_of
+from scratchllm.metrics import mean_pass_at_k
 
 EVAL_SEED = 1_000_003  # the default seed of held-out prompts; training data uses 0 unless told
 PromptRenderer = Callable[[str], Sequence[int]]  # prompt text -> the token ids a model is given
@@ -322,8 +322,8 @@ def generate_completions(
     stop_ids: Sequence[int] = (),
 ) -> list[list[str]]:
     """``k`` completions (text up to END) of each prompt's ids, through ``generate`` in
-    batches of prompts of equal length (left-padded where lengths still mix). Completion j of prompt i is sampled from seed ``seed + i * k + j``,
-    so batching changes nothing."""
+    batches of prompts of equal length (left-padded where lengths still mix). Completion j of
+    prompt i is sampled from seed ``seed + i * k + j``, so batching changes nothing."""
     end_ids = tokenizer.encode(END)
     stops = list(stop_ids) + (end_ids if len(end_ids) == 1 else [])
     longest = max(len(p) for p in prompts)
