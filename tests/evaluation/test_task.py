@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from scratchllm.data.chat import ChatTemplate
 from scratchllm.data.languages import END, get
+from scratchllm.data.sft import in_held_out, language_examples
 from scratchllm.evaluation import task as task_module
 from scratchllm.evaluation.task import (
     EVAL_SEED,
@@ -39,9 +41,8 @@ class ScriptedConfig:
 class Scripted(LanguageModel):
     """A test model that, after a prompt, writes ``answer(prompt)`` and then ``end``.
 
-    The prompt is what follows the last ``opener`` symbol up to ``sep`` ("=" for addition).
-    Before it has seen one (or with ``end=None``, once the answer is written) it keeps
-    writing ``filler``.
+    The prompt is what follows the last END up to ``sep`` ("=" for addition). Before it has
+    seen one (or with ``end=None``, once the answer is written) it keeps writing ``filler``.
     """
 
     family = "scripted-test"
@@ -52,12 +53,11 @@ class Scripted(LanguageModel):
         tokenizer: CharTokenizer,
         answer: Callable[[str], str],
         sep: str = "=",
-        opener: str = END,
         end: str | None = END,
         filler: str = "0",
     ) -> None:
         super().__init__(ScriptedConfig(tokenizer.vocab_size))
-        self.tok, self.answer, self.sep, self.opener = tokenizer, answer, sep, opener
+        self.tok, self.answer, self.sep = tokenizer, answer, sep
         self.end, self.filler = end, filler
 
     @property
@@ -69,7 +69,7 @@ class Scripted(LanguageModel):
         logits = torch.zeros(B, T, self.vocab_size)
         for b in range(B):
             text = self.tok.decode(idx[b].tolist())
-            at = text.rfind(self.opener)
+            at = text.rfind(END)
             cur = text[at + 1 :] if at >= 0 else None
             nxt = self.filler
             if cur is not None and self.sep in cur:
@@ -136,6 +136,9 @@ def test_heldout_prompts_are_distinct_seeded_and_exclude_training():
     assert heldout_prompts(lang, 300, seed=5).prompts != held.prompts
     odd = heldout_prompts(lang, 50, keep=lambda p: _ops(p)[0] % 2 == 1)
     assert all(_ops(p)[0] % 2 == 1 for p in odd.prompts)
+    split = heldout_prompts(lang, 40, keep=in_held_out)  # the fine-tuning data's test split
+    trained = {e.prompt[0].content for e in language_examples(lang.spec, 3000, split="train")}
+    assert all(in_held_out(p) for p in split.prompts) and not trained & set(split.prompts)
     with pytest.raises(ValueError, match="too few prompts"):
         heldout_prompts(get("addition:digits=1"), 101)  # there are 100
     with pytest.raises(ValueError, match="too few prompts"):
@@ -264,16 +267,59 @@ def test_an_unfinished_completion_is_wrong():
         assert END not in c and len(c) == max(len(i.expected) for i in result.items) + 4
 
 
-def test_a_chat_style_prompt_through_the_render_hook():
-    """A model that reads "[" + prompt and ends its turn with "#": render and stop_ids."""
-    lang = get("addition:digits=2")
-    tok = _tok(lang, "[#")
-    model = Scripted(tok, _right(lang), opener="[", end="#", filler="#")
+class ChatScripted(LanguageModel):
+    """A test model that answers inside a chat template: it reads the last user turn and,
+    after the assistant token, writes ``answer(content)`` and the end-of-turn token (no END:
+    the turn's end is the answer's end). Without a user turn it ends the turn at once."""
+
+    family = "chat-scripted-test"
+    config_class = ScriptedConfig
+
+    def __init__(self, template: ChatTemplate, answer: Callable[[str], str]) -> None:
+        super().__init__(ScriptedConfig(template.tokenizer.vocab_size))
+        self.template, self.answer = template, answer
+        specials = template.tokenizer.special_tokens
+        self.user, self.assistant = specials[template.user], specials[template.assistant]
+
+    @property
+    def context_length(self) -> int:
+        return 10**6
+
+    def forward(self, idx, targets=None, loss_mask=None):
+        B, T = idx.shape
+        logits = torch.zeros(B, T, self.vocab_size)
+        tok, end = self.template.tokenizer, self.template.end_id
+        for b in range(B):
+            row = idx[b].tolist()
+            nxt = end
+            if self.user in row and self.assistant in row:
+                u = len(row) - 1 - row[::-1].index(self.user)
+                content = tok.decode(row[u + 1 : row.index(end, u)])
+                a = len(row) - 1 - row[::-1].index(self.assistant)
+                plan = tok.encode_ordinary(self.answer(content)) + [end]
+                done = len(row) - a - 1
+                nxt = plan[done] if done < len(plan) else end
+            logits[b, -1, nxt] = 10.0
+        return logits, None
+
+
+def test_a_chat_model_through_the_render_hook():
+    """The hook takes a real ChatTemplate: messages in, ids out; its end token ends the turn."""
+    lang = get("addition:digits=2,format=scratchpad")
+    template = ChatTemplate.create(_tok(lang))
+    model = ChatScripted(template, lambda prompt: lang.complete(prompt)[:-1])
     result = evaluate_task(
-        model, tok, lang, n=30, render=lambda p: tok.encode("[" + p), stop_ids=tok.encode("#")
+        model,
+        template.tokenizer,
+        lang,
+        n=30,
+        render=lambda p: template.render_prompt([{"role": "user", "content": p}]),
+        stop_ids=[template.end_id],
     )
-    assert result.accuracy == 1.0 and result.valid == 1.0  # "#" ends the turn and counts as END
-    assert evaluate_task(model, tok, lang, n=30, stop_ids=tok.encode("#")).accuracy == 0.0
+    assert result.accuracy == 1.0 and result.valid == 1.0  # the end token counts as END
+    assert result.items[0].completions[0] == result.items[0].expected
+    plain = evaluate_task(model, template.tokenizer, lang, n=30, stop_ids=[template.end_id])
+    assert plain.accuracy == 0.0  # without its template the model never sees a question
 
 
 # ---- real models ----------------------------------------------------------------------
