@@ -62,7 +62,8 @@ def test_sample_then_verify_round_trip(capsys, monkeypatch):
     _, out, _ = run(capsys, monkeypatch, ["data", "sample", "addition:digits=3", "-n", "25"])
     code, report, _ = run(capsys, monkeypatch, ["data", "verify", "addition:digits=3"], stdin=out)
     assert code == 0
-    assert report.strip().splitlines()[-1] == "25 of 25 valid (addition:digits=3,reverse=false)"
+    last = report.strip().splitlines()[-1]
+    assert last == "25 of 25 valid (addition:digits=3,format=plain,operands=uniform)"
 
 
 def test_verify_reports_each_invalid_sample(capsys, monkeypatch):

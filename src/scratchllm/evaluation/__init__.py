@@ -6,6 +6,8 @@
   ``generation.generate`` (the sampler ``scratchllm sample`` runs).
 - ``validity``: ``evaluate_language`` (valid, unique, novel, KL), ``kl_to_language``, and
   ``ValidityEvaluator`` (the Trainer's evaluator for a language).
+- ``task``: ``evaluate_task`` (exact-match accuracy on held-out prompts of a language with
+  answers, by operand length and carries for addition, scratchpad steps, pass@k).
 - ``run``: ``evaluate_checkpoint``, a saved model measured on text or a language (what
   ``scratchllm eval`` does).
 - ``inspect``: the plots that show what a model learned (``inspect_checkpoint``).
@@ -19,6 +21,7 @@ from scratchllm.evaluation.perplexity import (
 )
 from scratchllm.evaluation.run import evaluate_checkpoint
 from scratchllm.evaluation.sampling import sample_tokens
+from scratchllm.evaluation.task import TaskResult, evaluate_task, heldout_prompts
 from scratchllm.evaluation.validity import (
     LanguageReport,
     ValidityEvaluator,
@@ -29,11 +32,14 @@ from scratchllm.evaluation.validity import (
 __all__ = [
     "LanguageReport",
     "PerplexityReport",
+    "TaskResult",
     "ValidityEvaluator",
     "evaluate_checkpoint",
     "evaluate_ids",
     "evaluate_language",
+    "evaluate_task",
     "evaluate_text",
+    "heldout_prompts",
     "kl_to_language",
     "next_token_logprobs",
     "sample_tokens",

@@ -69,15 +69,27 @@ class Reject:
     reason: str
 
 
-def param(default: Any, low: Any, high: Any, help: str, key: str | None = None) -> Any:
+def param(
+    default: Any, low: Any, high: Any, help: str, key: str | None = None, alias: bool = False
+) -> Any:
     """A language parameter: a dataclass field with its range and a one-line help.
 
     Integers are checked against the closed range ``low..high``; floats against the open
     interval ``low < x < high`` (probabilities of 0 or 1 would make some valid strings
     impossible to sample, so the sampler and the rule would disagree). ``key`` is the name in
     spec strings when it differs from the attribute (``alphabet`` is also the symbol string).
+    ``alias``: an old way to say what another parameter says (``addition``'s ``reverse=true``
+    is ``format=reverse``); it is still read, but the canonical spec leaves it out.
     """
-    meta = {"low": low, "high": high, "help": help, "key": key}
+    meta = {"low": low, "high": high, "help": help, "key": key, "alias": alias}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def choice(default: str, choices: tuple[str, ...], help: str, key: str | None = None) -> Any:
+    """A language parameter that takes one of a few names, e.g. ``format=plain|reverse``."""
+    if default not in choices:
+        raise ValueError(f"default {default!r} is not one of the choices {choices}")
+    meta = {"low": None, "high": None, "help": help, "key": key, "choices": tuple(choices)}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -92,9 +104,13 @@ class ParamInfo:
     low: Any
     high: Any
     help: str
+    choices: tuple[str, ...] = ()  # the names a choice parameter takes (empty otherwise)
+    alias: bool = False  # read from specs, left out of the canonical one
 
     @property
     def range_text(self) -> str:
+        if self.choices:
+            return "|".join(self.choices)
         if self.type is bool:
             return "true|false"
         if self.type is float:
@@ -110,6 +126,8 @@ class ParamInfo:
     def parse(self, text: str) -> Any:
         """Read a value from a spec string, with an error that names the parameter."""
         text = text.strip()
+        if self.choices:
+            return self._check_choice(text.lower())
         if self.type is bool:
             low = text.lower()
             if low in ("true", "1", "yes"):
@@ -125,6 +143,8 @@ class ParamInfo:
 
     def check(self, value: Any) -> Any:
         """Check type and range; return the value (ints are accepted for floats)."""
+        if self.choices:
+            return self._check_choice(value)
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if self.type is bool:
@@ -140,6 +160,11 @@ class ParamInfo:
                 f"{self.key}={value} is out of range: use a value strictly between "
                 f"{self.low} and {self.high}"
             )
+        return value
+
+    def _check_choice(self, value: Any) -> str:
+        if value not in self.choices:
+            raise ValueError(f"{self.key} must be one of {', '.join(self.choices)}; got {value!r}")
         return value
 
 
@@ -196,6 +221,8 @@ class Language(ABC):
                     low=m["low"],
                     high=m["high"],
                     help=m["help"],
+                    choices=m.get("choices", ()),
+                    alias=m.get("alias", False),
                 )
             )
         return tuple(infos)
@@ -207,8 +234,10 @@ class Language(ABC):
 
     @property
     def spec(self) -> str:
-        """The canonical spec string, with every parameter: ``get(lang.spec) == lang``."""
-        parts = [f"{p.key}={p.format(getattr(self, p.attr))}" for p in self.param_infos()]
+        """The canonical spec string, with every parameter but aliases: ``get(lang.spec) ==
+        lang``."""
+        infos = [p for p in self.param_infos() if not p.alias]
+        parts = [f"{p.key}={p.format(getattr(self, p.attr))}" for p in infos]
         return f"{self.name}:{','.join(parts)}"
 
     def __str__(self) -> str:
