@@ -4,6 +4,8 @@ cap and timeouts behave; the key comes from the environment and is never written
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 
@@ -74,6 +76,37 @@ def test_a_served_base_model_continues_the_samples(trigram):
     assert trained["samples"] == 40 and trained["valid"] >= 0.95
     text = report.to_markdown()
     assert "| trigram | 40 |" in text and str(path) in text
+
+
+def test_a_study_directory_goes_beside_the_endpoint_as_it_is(trigram, tmp_path):
+    """--compare STUDY_DIR: the study's finished runs on the same languages (its
+    percentages as fractions), one row per model; other languages are left out."""
+    from scratchllm.study import StudyConfig, run_study
+
+    study = tmp_path / "study"
+    languages = [LANGUAGE, "sticky:k=1"]
+    run_study(StudyConfig(languages, ["bigram"], "tiny", study, jobs=1, progress=False))
+    with start(trigram) as server:
+        config = FewShotConfig(server.url, "trigram", api="completions", shots=5)
+        config = dataclasses.replace(config, n_samples=10, max_tokens=120, backoff=0.05)
+        report = run_fewshot(config, [LANGUAGE], compare=[study])
+    spec = get(LANGUAGE).spec
+    (row,) = [
+        r for r in json.loads((study / "results.json").read_text()) if r["language"] == LANGUAGE
+    ]
+    assert list(report.compared) == [f"{study}: bigram"]
+    got = report.compared[f"{study}: bigram"]
+    assert list(got) == [spec]  # sticky:k=1 was not asked for
+    assert got[spec]["valid"] == pytest.approx(row["valid"] / 100)
+    assert got[spec]["samples"] == row["samples"] > 0
+    assert f"| {study}: bigram | {row['samples']} | {row['valid']:.1f} %" in report.to_markdown()
+
+
+def test_a_file_that_is_not_a_study_is_named(tmp_path):
+    (tmp_path / "results.json").write_text('{"not": "rows"}')
+    config = FewShotConfig("http://127.0.0.1:9", "m")
+    with pytest.raises(ValueError, match="not a study's results"):
+        run_fewshot(dataclasses.replace(config, max_requests=1, retries=0), [], compare=[tmp_path])
 
 
 def test_the_chat_api_and_the_report_files(trigram, tmp_path, capsys):

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ask an OpenAI-compatible LLM for samples of our languages and verify them",
         description="Few-shot prompt any OpenAI-compatible endpoint with valid samples of "
         "rule-based languages, parse and verify what comes back, and report valid / unique "
-        "/ novel rates beside trained checkpoints (--compare).",
+        "/ novel rates beside trained checkpoints or a study's models (--compare).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = p.add_argument
@@ -91,8 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="*",
         type=Path,
         default=[],
-        metavar="CKPT",
-        help="trained checkpoints to measure on the same languages, side by side",
+        metavar="PATH",
+        help="trained checkpoints to measure on the same languages, or study directories "
+        "(scratchllm study --out DIR) whose finished runs are shown as they are, side by side",
     )
     add("--out", type=Path, default=Path("fewshot"), metavar="DIR", help="report directory")
     p.set_defaults(func=run)

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 APIS = ("chat", "completions")
+STUDY_RESULTS = "results.json"  # what `scratchllm study` writes in its directory
 RETRY_STATUS = (408, 409, 429)  # and every 5xx
 _MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d{1,3}[.)])\s+")
 _WRAP = ("`", '"', "'")
@@ -151,7 +152,8 @@ class FewShotReport:
         return directory / "report.md"
 
 
-def _row(name: str, n: int, valid, unique, novel) -> str:  # noqa: ANN001
+def _row(name: str, n: int | None, valid, unique, novel) -> str:  # noqa: ANN001
+    n = "-" if n is None else n
     pct = lambda x: "-" if x is None else f"{100 * x:.1f} %"  # noqa: E731
     return f"| {name} | {n} | {pct(valid)} | {pct(unique)} | {pct(novel)} |"
 
@@ -299,7 +301,9 @@ def run_fewshot(
 ) -> FewShotReport:
     """Prompt the endpoint for each language spec; measure the samples; see the module doc.
 
-    ``compare``: checkpoints whose samples of the same languages go beside the endpoint's.
+    ``compare``: checkpoints whose samples of the same languages go beside the endpoint's,
+    or study directories (``scratchllm study --out DIR``), whose finished runs on these
+    languages go beside it as they are, without sampling again.
     """
     from scratchllm.data.languages import get
 
@@ -326,8 +330,11 @@ def run_fewshot(
         measure(lang, result)
         results.append(result)
     report = FewShotReport(config, results)
-    for ckpt in compare:
-        report.compared[str(ckpt)] = _trained(ckpt, specs, config)
+    for path in compare:
+        if (Path(path) / STUDY_RESULTS).is_file():
+            report.compared.update(_studied(Path(path), specs))
+        else:
+            report.compared[str(path)] = _trained(path, specs, config)
     return report
 
 
@@ -346,6 +353,30 @@ def measure(lang: Any, result: LanguageResult, n_examples: int = 5) -> None:
         for s, v in zip(samples, verdicts)
         if not v.valid
     ][:n_examples]
+
+
+def _studied(study_dir: Path, specs: list[Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """A study's rows on these languages, one entry per model (``DIR: model``); the study
+    writes percentages, the report here fractions. Failed runs are left out."""
+    from scratchllm.data.languages import get
+
+    wanted = {lang.spec for lang in specs}
+    try:
+        rows = json.loads((study_dir / STUDY_RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{study_dir / STUDY_RESULTS}: not a study's results ({e})") from e
+    if not isinstance(rows, list):
+        raise ValueError(f"{study_dir / STUDY_RESULTS}: not a study's results (not a list)")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        spec = get(row["language"]).spec
+        if spec not in wanted or row.get("error"):
+            continue
+        entry = {"samples": row.get("samples")}
+        for key in ("valid", "unique", "novel"):
+            entry[key] = None if row.get(key) is None else row[key] / 100
+        out.setdefault(f"{study_dir}: {row['model']}", {})[spec] = entry
+    return out
 
 
 def _trained(ckpt: str | Path, specs: list[Any], config: FewShotConfig) -> dict[str, Any]:

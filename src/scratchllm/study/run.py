@@ -383,6 +383,7 @@ def _run_one(task: RunTask) -> dict[str, Any]:
         resumed=resumable,
         val_loss=report.val_loss,
         perplexity=report.perplexity,
+        samples=report.n_samples,
         valid=100.0 * report.valid,
         unique=100.0 * report.unique,
         novel=None if report.novel is None else 100.0 * report.novel,
