@@ -30,6 +30,7 @@ VERBS: tuple[str, ...] = (
     "serve",
     "export",
     "fewshot",
+    "word2vec",
 )
 
 

@@ -1,0 +1,59 @@
+"""One batched CBOW step with negative sampling.
+
+The centre's neighbours' input vectors are summed (``cbow_mean=1``: averaged) into ``h``,
+which scores the centre's output vector (label 1) and ``negative`` noise words' (label 0),
+drawn per centre as word2vec.c does. The step ``work = sum_j g_j o_j`` for ``h`` is then
+added to *every* neighbour's input vector, as word2vec.c and gensim do: with the mean this
+is ``count`` times the exact gradient of the loss for each neighbour (the exact one would
+divide by ``count``); with the sum gensim divides ``work`` by ``count``, and so do we.
+
+Updates are batched (every gradient of the batch at the same parameters, summed and
+applied at the end); ``skipgram.py`` says why that is safe.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .loss import coefficients
+from .windows import scatter_add_rows, spread, window_view
+
+
+def cbow_step(
+    w_in: np.ndarray,
+    w_out: np.ndarray,
+    halo: np.ndarray,
+    noise: np.ndarray,
+    mask: np.ndarray,
+    alpha: float,
+    cbow_mean: int = 1,
+) -> float:
+    """Update ``w_in``, ``w_out`` (V, D) in place for one batch; return its summed loss.
+
+    Arguments as for ``skipgram.sg_step``. A centre with no neighbour (a one-word sentence)
+    trains nothing.
+    """
+    B, S = mask.shape
+    W = (S - 1) // 2
+    centres = halo[W : W + B]
+    targets = np.concatenate([centres[:, None], noise], axis=1)  # (B, 1+K)
+    x = window_view(w_in[halo], W)  # (B, 2W+1, D)
+    count = mask.sum(axis=1)  # (B,)  neighbours of each centre
+    per = np.maximum(count, 1)[:, None]  # (B, 1)
+    h = np.matmul(mask[:, None, :], x)[:, 0]  # (B, D)  sum of the neighbours' vectors
+    if cbow_mean:
+        h /= per
+    out = w_out[targets]  # (B, 1+K, D)
+    s = np.matmul(out, h[:, :, None])[:, :, 0]  # (B, 1+K)
+    valid = targets != centres[:, None]
+    valid[:, 0] = True
+    weight = valid * (count > 0)[:, None].astype(mask.dtype)
+    coef, loss = coefficients(s, weight)
+    coef *= w_in.dtype.type(alpha)
+    work = np.matmul(coef[:, None, :], out)[:, 0]  # (B, D)
+    if not cbow_mean:
+        work /= per
+    d_out = coef[:, :, None] * h[:, None, :]  # (B, 1+K, D)
+    scatter_add_rows(w_in, halo, spread(mask[:, :, None] * work[:, None, :], W))
+    scatter_add_rows(w_out, targets.reshape(-1), d_out.reshape(-1, d_out.shape[-1]))
+    return float(loss.sum())

@@ -1,0 +1,220 @@
+"""Train word2vec: vocabulary, then ``epochs`` passes of batched SGD over the corpus.
+
+Each epoch, as gensim and word2vec.c do:
+
+1. **Subsample**: every occurrence of word ``w`` survives with ``keep_probabilities`` (the
+   dropped ones vanish before windows are drawn, so the windows reach further).
+2. **Shrink windows**: each surviving position draws ``b`` uniformly from ``0..window-1``
+   and uses the half-width ``window - b`` (so near neighbours are trained with more often).
+3. **Step** through the positions a batch of centres at a time (``cbow.py``,
+   ``skipgram.py``), ``negative`` noise words per centre, at the learning rate
+   ``alpha -> min_alpha`` decayed linearly in the words read (all epochs together; the clock
+   is the raw word count, unknown words included, as gensim's).
+
+**How big a batch.** A batch sums its gradients at the same parameters; word2vec.c applies
+each at once, so the next one already sees the change. The two agree while a vector gets
+few updates per batch. A vector that gets many *similar* updates in one batch takes one step
+as large as all of them together, where sequential SGD would have slowed down as the
+sigmoid saturated; past a point the vectors grow without bound (on a 16-word toy corpus,
+skip-gram with 192 centres per batch diverges, with 128 it learns). ``batch_centres``
+therefore shrinks the batch until the busiest vector (usually the output vector of "the",
+drawn as noise about 2-3% of the time in English) expects at most
+``UPDATES_PER_BATCH = 128`` updates per batch: about 130-170 centres for skip-gram on
+English text, ``batch_size`` (512) for CBOW.
+
+The input vectors start as gensim's do (``default_rng(seed).random`` in ``[-1, 1) / D``:
+for the same vocabulary and seed, the very same matrix), the output vectors at zero. The
+subsampling, window and noise draws use a second generator seeded from ``seed``.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cbow import cbow_step
+from .config import Word2VecConfig
+from .corpus import check_sentences
+from .skipgram import sg_step
+from .vectors import WordVectors
+from .vocab import Vocab, build_vocab, draw_noise, keep_probabilities, noise_table
+from .windows import window_mask
+
+UPDATES_PER_BATCH = 128  # the most updates the busiest vector expects in one batch
+
+
+@dataclass
+class Word2VecModel:
+    config: Word2VecConfig
+    vocab: Vocab
+    vectors: np.ndarray  # (V, D) float32: the input vectors, the word vectors people use
+    output_vectors: np.ndarray  # (V, D) float32: gensim's syn1neg
+    epoch_losses: list[float] = field(default_factory=list)  # mean loss per training example
+    trained_words: list[int] = field(default_factory=list)  # positions left after subsampling
+    examples: list[int] = field(default_factory=list)  # (input, true word) examples per epoch
+    batch_centres: int = 0  # centre words per batch, as batch_centres chose
+    seconds: float = 0.0
+
+    @property
+    def wv(self) -> WordVectors:
+        return WordVectors(self.vocab.words, self.vectors, self.vocab.counts)
+
+
+@dataclass
+class Stream:
+    """The corpus as word ids: the in-vocabulary words in order, each with its sentence."""
+
+    ids: np.ndarray  # (n,) int32
+    sentence: np.ndarray  # (n,) int32  sentence number of each word
+    raw_start: np.ndarray  # (sentences + 1,) int64  raw words before each sentence
+
+
+def encode(sentences: Iterable[list[str]], vocab: Vocab) -> Stream:
+    """One pass over ``sentences``: ids of the vocabulary words (the rest are dropped)."""
+    index = vocab.index
+    ids, sent, raw = array("i"), array("i"), array("q", [0])
+    for number, sentence in enumerate(sentences):
+        kept = [index[w] for w in sentence if w in index]
+        ids.extend(kept)
+        sent.extend([number] * len(kept))
+        raw.append(raw[-1] + len(sentence))
+    return Stream(
+        np.frombuffer(ids, dtype=np.int32).copy(),
+        np.frombuffer(sent, dtype=np.int32).copy(),
+        np.frombuffer(raw, dtype=np.int64).copy(),
+    )
+
+
+def initial_vectors(n_words: int, vector_size: int, seed: int) -> np.ndarray:
+    """gensim's ``prep_vectors``: uniform in [-1, 1) / vector_size, float32."""
+    vectors = np.random.default_rng(seed=seed).random((n_words, vector_size), dtype=np.float32)
+    vectors *= 2.0
+    vectors -= 1.0
+    vectors /= vector_size
+    return vectors
+
+
+def train(
+    sentences: Iterable[list[str]],
+    config: Word2VecConfig | None = None,
+    progress: bool = False,
+) -> Word2VecModel:
+    """Train on ``sentences`` (a re-iterable of lists of words, e.g. a ``LineCorpus``).
+
+    >>> corpus = [["the", "cat", "sat"], ["the", "dog", "sat"]] * 50
+    >>> model = train(corpus, Word2VecConfig(vector_size=8, min_count=1, epochs=2))
+    >>> model.vocab.words, model.vectors.shape
+    (['sat', 'the', 'dog', 'cat'], (4, 8))
+    """
+    cfg = config or Word2VecConfig()
+    check_sentences(sentences)
+    start = time.perf_counter()
+    vocab = build_vocab(sentences, cfg.min_count, cfg.max_vocab_size, cfg.max_final_vocab)
+    stream = encode(sentences, vocab)
+    model = Word2VecModel(
+        cfg,
+        vocab,
+        initial_vectors(len(vocab), cfg.vector_size, cfg.seed),
+        np.zeros((len(vocab), cfg.vector_size), dtype=np.float32),
+    )
+    keep = keep_probabilities(vocab.counts, cfg.sample)[stream.ids]  # (n,) per position
+    table = noise_table(vocab.counts, cfg.ns_exponent).astype(np.int64)
+    rng = np.random.default_rng((cfg.seed, 1))
+    model.batch_centres = batch_centres(cfg, vocab.counts)
+    bar = _progress_bar(cfg.epochs * vocab.total_words, progress)  # its clock: raw words read
+    try:
+        for epoch in range(cfg.epochs):
+            loss, examples, words = _epoch(model, stream, keep, table, rng, epoch, bar)
+            if not np.isfinite(loss):
+                raise ValueError(
+                    f"training diverged in epoch {epoch + 1} (the loss is {loss}): lower "
+                    f"alpha (now {cfg.alpha}) or batch_size (now {model.batch_centres})"
+                )
+            model.epoch_losses.append(loss / max(examples, 1))
+            model.trained_words.append(words)
+            model.examples.append(examples)
+            if bar is not None:
+                bar.update((epoch + 1) * vocab.total_words - bar.n)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{model.epoch_losses[-1]:.4f}")
+    finally:
+        if bar is not None:
+            bar.close()
+    model.seconds = time.perf_counter() - start
+    return model
+
+
+def batch_centres(cfg: Word2VecConfig, counts: np.ndarray) -> int:
+    """Centres per batch: ``cfg.batch_size``, lowered so that no vector expects more than
+    ``UPDATES_PER_BATCH`` updates per batch (see the module docstring).
+
+    Per centre, word ``u`` is the centre with probability ``p_u`` (its share of the
+    subsampled corpus) and a noise word ``negative`` times with probability ``q_u``; each
+    centre has ``window + 1`` neighbours on average (``2 window`` unshrunk). So per centre its
+    output vector expects ``p_u + negative q_u`` updates in CBOW and ``window + 1`` times as
+    many in skip-gram (one per neighbour), its input vector ``(window + 1) p_u`` in both.
+
+    >>> batch_centres(Word2VecConfig(sg=1), np.full(16, 100))   # 16 equally common words
+    56
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    kept = counts * keep_probabilities(counts, cfg.sample)
+    p = kept / kept.sum()
+    q = counts**cfg.ns_exponent
+    q /= q.sum()
+    neighbours = cfg.window + 1 if cfg.shrink_windows else 2 * cfg.window
+    out = (p + cfg.negative * q) * (neighbours if cfg.sg else 1)
+    busiest = max(float(out.max()), neighbours * float(p.max()))
+    return int(min(cfg.batch_size, max(1, UPDATES_PER_BATCH // busiest)))
+
+
+def learning_rate(cfg: Word2VecConfig, progress: float) -> float:
+    """``alpha`` at ``progress`` 0 (the first word) falling linearly to ``min_alpha`` at 1.
+
+    >>> learning_rate(Word2VecConfig(), 0.5)
+    0.01255
+    """
+    return max(cfg.min_alpha, cfg.alpha - (cfg.alpha - cfg.min_alpha) * progress)
+
+
+def _epoch(model, stream, keep, table, rng, epoch, bar) -> tuple[float, int, int]:
+    cfg, W = model.config, model.config.window
+    kept = rng.random(len(stream.ids)) < keep
+    ids, sentence = stream.ids[kept], stream.sentence[kept]
+    n = len(ids)
+    if cfg.shrink_windows:
+        half = W - rng.integers(0, W, size=n, dtype=np.int32)
+    else:
+        half = np.full(n, W, dtype=np.int32)
+    ids_pad = np.concatenate([np.zeros(W, np.int32), ids, np.zeros(W, np.int32)])
+    sent_pad = np.concatenate([np.full(W, -1, np.int32), sentence, np.full(W, -1, np.int32)])
+    total_loss, examples = 0.0, 0
+    for a in range(0, n, model.batch_centres):
+        b = min(a + model.batch_centres, n)
+        read = int(stream.raw_start[sentence[a]])  # raw words before this batch's sentence
+        alpha = learning_rate(cfg, (epoch + read / model.vocab.total_words) / cfg.epochs)
+        mask = window_mask(sent_pad, half, a, b, W)
+        noise = draw_noise(rng, table, (b - a, cfg.negative))
+        halo = ids_pad[a : b + 2 * W]
+        if cfg.sg:
+            total_loss += sg_step(model.vectors, model.output_vectors, halo, noise, mask, alpha)
+            examples += int(mask.sum())
+        else:
+            total_loss += cbow_step(
+                model.vectors, model.output_vectors, halo, noise, mask, alpha, cfg.cbow_mean
+            )
+            examples += int(np.count_nonzero(mask.any(axis=1)))
+        if bar is not None:
+            bar.update(epoch * model.vocab.total_words + read - bar.n)
+    return total_loss, examples, n
+
+
+def _progress_bar(total: int, show: bool):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="word", unit_scale=True, desc="word2vec")
