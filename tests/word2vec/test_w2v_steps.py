@@ -12,7 +12,14 @@ from scipy.special import expit
 from scratchllm.word2vec.cbow import cbow_step
 from scratchllm.word2vec.loss import coefficients, loss_and_grads, sigmoid
 from scratchllm.word2vec.skipgram import sg_step
-from scratchllm.word2vec.windows import scatter_add_rows, spread, window_mask, window_view
+from scratchllm.word2vec.windows import (
+    Workspace,
+    scatter_add_rows,
+    spread,
+    spread_products,
+    window_mask,
+    window_view,
+)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -186,3 +193,34 @@ def test_steps_stay_in_float32(step):
     w_in, w_out = w_in.astype(np.float32), w_out.astype(np.float32)
     step(w_in, w_out, ids_pad, noise, mask.astype(np.float32), 0.025)
     assert w_in.dtype == np.float32 and w_out.dtype == np.float32
+
+
+def test_spread_products_equals_spreading_the_window_gradient():
+    rng = np.random.default_rng(3)
+    B, W, m, D = 9, 2, 4, 5
+    S = 2 * W + 1
+    coef = rng.normal(size=(B, S, m))
+    coef[:, W] = 0  # the centre slot
+    vec = rng.normal(size=(B, m, D))
+    coef_pad = np.zeros((B + 4 * W, S, m))
+    vec_pad = rng.normal(size=(B + 4 * W, m, D))  # finite junk in the pads is harmless
+    coef_pad[2 * W : 2 * W + B] = coef
+    vec_pad[2 * W : 2 * W + B] = vec
+    got = spread_products(coef_pad, vec_pad, B, W, np.empty((B + 2 * W, D)))
+    want = spread(np.einsum("jik,jkd->jid", coef, vec), W)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("step", [sg_step, cbow_step])
+def test_a_workspace_reused_for_a_shorter_batch_gives_the_same_step(step):
+    ids, ids_pad, mask, noise, w_in, w_out = tiny_batch(0)
+    ws = Workspace(len(ids), 2, noise.shape[1], w_in.shape[1], np.float64)
+    step(w_in.copy(), w_out.copy(), ids_pad, noise, mask, 0.05, ws=ws)  # fills every buffer
+    short = 7  # the last batch of an epoch is shorter: stale rows must not leak in
+    args = (ids_pad[: short + 4], noise[:short], mask[:short], 0.05)
+    fresh_in, fresh_out = w_in.copy(), w_out.copy()
+    step(fresh_in, fresh_out, *args)
+    reused_in, reused_out = w_in.copy(), w_out.copy()
+    step(reused_in, reused_out, *args, ws=ws)
+    np.testing.assert_array_equal(reused_in, fresh_in)
+    np.testing.assert_array_equal(reused_out, fresh_out)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .loss import coefficients
-from .windows import scatter_add_rows, spread, window_view
+from .windows import Workspace, scatter_add_rows, spread_products, window_view
 
 
 def cbow_step(
@@ -27,6 +27,7 @@ def cbow_step(
     mask: np.ndarray,
     alpha: float,
     cbow_mean: int = 1,
+    ws: Workspace | None = None,
 ) -> float:
     """Update ``w_in``, ``w_out`` (V, D) in place for one batch; return its summed loss.
 
@@ -35,25 +36,32 @@ def cbow_step(
     """
     B, S = mask.shape
     W = (S - 1) // 2
+    ws = Workspace.fit(ws, B, mask, noise, w_in)
     centres = halo[W : W + B]
     targets = np.concatenate([centres[:, None], noise], axis=1)  # (B, 1+K)
-    x = window_view(w_in[halo], W)  # (B, 2W+1, D)
+    block = np.take(w_in, halo, axis=0, out=ws.block[: B + 2 * W], mode="clip")  # (B+2W, D)
+    x = window_view(block, W)  # (B, 2W+1, D)
     count = mask.sum(axis=1)  # (B,)  neighbours of each centre
     per = np.maximum(count, 1)[:, None]  # (B, 1)
-    h = np.matmul(mask[:, None, :], x)[:, 0]  # (B, D)  sum of the neighbours' vectors
+    h = ws.h[:B]
+    np.matmul(mask[:, None, :], x, out=h[:, None, :])  # (B, D)  sum of the neighbours
     if cbow_mean:
         h /= per
-    out = w_out[targets]  # (B, 1+K, D)
+    out = np.take(w_out, targets, axis=0, out=ws.out_pad[:B], mode="clip")  # (B, 1+K, D)
     s = np.matmul(out, h[:, :, None])[:, :, 0]  # (B, 1+K)
     valid = targets != centres[:, None]
     valid[:, 0] = True
     weight = valid * (count > 0)[:, None].astype(mask.dtype)
     coef, loss = coefficients(s, weight)
     coef *= w_in.dtype.type(alpha)
-    work = np.matmul(coef[:, None, :], out)[:, 0]  # (B, D)
+    work = ws.centre_rows(ws.work_pad, B)[:, 0]  # (B, D)
+    np.matmul(coef[:, None, :], out, out=work[:, None, :])  # the step for h
     if not cbow_mean:
         work /= per
-    d_out = coef[:, :, None] * h[:, None, :]  # (B, 1+K, D)
-    scatter_add_rows(w_in, halo, spread(mask[:, :, None] * work[:, None, :], W))
-    scatter_add_rows(w_out, targets.reshape(-1), d_out.reshape(-1, d_out.shape[-1]))
+    d_out = np.multiply(coef[:, :, None], h[:, None, :], out=ws.d_out[:B])  # (B, 1+K, D)
+    # every neighbour gets the whole step: neighbour slot i of centre j is halo row j + i
+    ws.centre_rows(ws.mask_pad, B)[:, :, 0] = mask
+    d_block = spread_products(ws.mask_pad, ws.work_pad, B, W, ws.d_block[: B + 2 * W])
+    scatter_add_rows(w_in, halo, d_block, ws.index_block[: B + 2 * W])
+    scatter_add_rows(w_out, targets.reshape(-1), d_out, ws.index_out[: B * targets.shape[1]])
     return float(loss.sum())

@@ -34,14 +34,17 @@ def coefficients(s: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndar
     ``weight`` (broadcast against ``s``) is 1 for a term that counts and 0 for one that does
     not: a padded window slot, or a noise word that happens to equal the true word (which
     gensim and word2vec.c skip). The loss is per term, summed by the caller.
+
+    With ``sign`` +1 for the true word and -1 for noise, ``t = tanh(s / 2)``:
+    ``-dL/ds = label - sigma(s) = (sign - t) / 2`` and ``L = log(1 + exp(-sign s))``.
     """
-    sig = sigmoid(s)
-    sig[..., 0] -= 1  # sigma(s) - label
-    coef = -sig * weight
-    # -log sigma(s0) = log(1 + e^-s0), -log sigma(-sk) = log(1 + e^sk); logaddexp is stable.
-    signed = s.copy()
-    signed[..., 0] *= -1
-    loss = np.logaddexp(0, signed) * weight
+    sign = np.full(s.shape[-1], -1, dtype=s.dtype)
+    sign[0] = 1
+    t = np.tanh(s * s.dtype.type(0.5))
+    coef = np.subtract(sign, t, out=t)
+    coef *= weight * s.dtype.type(0.5)
+    loss = np.logaddexp(0, s * -sign)  # stable for any score
+    loss *= weight
     return coef, loss
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .loss import coefficients
-from .windows import scatter_add_rows, spread, window_view
+from .windows import Workspace, scatter_add_rows, spread_products, window_view
 
 
 def sg_step(
@@ -35,27 +35,34 @@ def sg_step(
     noise: np.ndarray,
     mask: np.ndarray,
     alpha: float,
+    ws: Workspace | None = None,
 ) -> float:
     """Update ``w_in``, ``w_out`` (V, D) in place for one batch; return its summed loss.
 
     ``halo`` (B + 2W,) word ids of the batch's halo (centres are ``halo[W:-W]``), ``noise``
-    (B, K) noise ids per centre, ``mask`` (B, 2W + 1) from ``window_mask``.
+    (B, K) noise ids per centre, ``mask`` (B, 2W + 1) from ``window_mask``; ``ws`` holds
+    reusable buffers (made if not given).
     """
     B, S = mask.shape
     W = (S - 1) // 2
+    ws = Workspace.fit(ws, B, mask, noise, w_in)
     centres = halo[W : W + B]
     targets = np.concatenate([centres[:, None], noise], axis=1)  # (B, 1+K)
-    block = w_in[halo]  # (B+2W, D)  each halo position's input vector, gathered once
+    # each halo position's input vector, gathered once
+    block = np.take(w_in, halo, axis=0, out=ws.block[: B + 2 * W], mode="clip")  # (B+2W, D)
     x = window_view(block, W)  # (B, 2W+1, D)  view: slot i of centre j is block[j + i]
-    out = w_out[targets]  # (B, 1+K, D)
+    out = ws.centre_rows(ws.out_pad, B)
+    np.take(w_out, targets, axis=0, out=out, mode="clip")  # (B, 1+K, D)
     s = np.matmul(x, out.transpose(0, 2, 1))  # (B, 2W+1, 1+K)
     valid = targets != centres[:, None]  # a noise word equal to the centre is skipped
     valid[:, 0] = True
     weight = mask[:, :, None] * valid[:, None, :]  # (B, 2W+1, 1+K)
     coef, loss = coefficients(s, weight)
     coef *= w_in.dtype.type(alpha)  # a NumPy scalar of the matrix's dtype: no float64 promotion
-    d_x = np.matmul(coef, out)  # (B, 2W+1, D)  step for each neighbour's input vector
-    d_out = np.matmul(coef.transpose(0, 2, 1), x)  # (B, 1+K, D)  step for each target
-    scatter_add_rows(w_in, halo, spread(d_x, W))
-    scatter_add_rows(w_out, targets.reshape(-1), d_out.reshape(-1, d_out.shape[-1]))
+    ws.centre_rows(ws.coef_pad, B)[...] = coef
+    d_out = np.matmul(coef.transpose(0, 2, 1), x, out=ws.d_out[:B])  # (B, 1+K, D)
+    # each neighbour's step is sum_k coef[j, i, k] out[j, k]: summed per halo row directly
+    d_block = spread_products(ws.coef_pad, ws.out_pad, B, W, ws.d_block[: B + 2 * W])
+    scatter_add_rows(w_in, halo, d_block, ws.index_block[: B + 2 * W])
+    scatter_add_rows(w_out, targets.reshape(-1), d_out, ws.index_out[: B * targets.shape[1]])
     return float(loss.sum())

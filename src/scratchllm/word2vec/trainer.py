@@ -15,16 +15,14 @@ Each epoch, as gensim and word2vec.c do:
 each at once, so the next one already sees the change. The two agree while a vector gets
 few updates per batch. A vector that gets many *similar* updates in one batch takes one step
 as large as all of them together, where sequential SGD would have slowed down as the
-sigmoid saturated; past a point the vectors grow without bound (on a 16-word toy corpus,
-skip-gram with 192 centres per batch diverges, with 128 it learns). ``batch_centres``
-therefore shrinks the batch until the busiest vector (usually the output vector of "the",
-drawn as noise about 2-3% of the time in English) expects at most
-``UPDATES_PER_BATCH = 128`` updates per batch: about 130-170 centres for skip-gram on
-English text, ``batch_size`` (512) for CBOW.
-
-The input vectors start as gensim's do (``default_rng(seed).random`` in ``[-1, 1) / D``:
-for the same vocabulary and seed, the very same matrix), the output vectors at zero. The
-subsampling, window and noise draws use a second generator seeded from ``seed``.
+sigmoid saturated; past a point the vectors grow without bound. ``batch_centres`` shrinks
+the batch until the busiest input vector expects at most ``INPUT_UPDATES = 128`` updates
+per batch and the busiest output vector (usually that of "the", drawn as noise 2-3% of the
+time in English) at most ``OUTPUT_UPDATES = 256``. The limits are calibrated on the worst
+case, 16 equally common words in two topics: there skip-gram diverges from ~430 updates per
+output vector per batch (192 centres) and CBOW from ~190 per input vector (512 centres);
+the limits keep ~1.5x below both. On English text this gives 250-350 centres per batch
+for skip-gram and ``batch_size`` (512) for CBOW.
 """
 
 from __future__ import annotations
@@ -42,9 +40,11 @@ from .corpus import check_sentences
 from .skipgram import sg_step
 from .vectors import WordVectors
 from .vocab import Vocab, build_vocab, draw_noise, keep_probabilities, noise_table
-from .windows import window_mask
+from .windows import Workspace, window_mask
 
-UPDATES_PER_BATCH = 128  # the most updates the busiest vector expects in one batch
+INPUT_UPDATES = 128  # the most updates the busiest input vector may expect per batch
+OUTPUT_UPDATES = 256  # the same for the busiest output vector
+CHUNK = 16384  # centres whose windows and noise words are drawn in one go
 
 
 @dataclass
@@ -148,8 +148,8 @@ def train(
 
 
 def batch_centres(cfg: Word2VecConfig, counts: np.ndarray) -> int:
-    """Centres per batch: ``cfg.batch_size``, lowered so that no vector expects more than
-    ``UPDATES_PER_BATCH`` updates per batch (see the module docstring).
+    """Centres per batch: ``cfg.batch_size``, lowered so that no vector expects more updates
+    per batch than ``INPUT_UPDATES`` / ``OUTPUT_UPDATES`` (see the module docstring).
 
     Per centre, word ``u`` is the centre with probability ``p_u`` (its share of the
     subsampled corpus) and a noise word ``negative`` times with probability ``q_u``; each
@@ -158,7 +158,7 @@ def batch_centres(cfg: Word2VecConfig, counts: np.ndarray) -> int:
     many in skip-gram (one per neighbour), its input vector ``(window + 1) p_u`` in both.
 
     >>> batch_centres(Word2VecConfig(sg=1), np.full(16, 100))   # 16 equally common words
-    56
+    113
     """
     counts = np.asarray(counts, dtype=np.float64)
     kept = counts * keep_probabilities(counts, cfg.sample)
@@ -166,9 +166,10 @@ def batch_centres(cfg: Word2VecConfig, counts: np.ndarray) -> int:
     q = counts**cfg.ns_exponent
     q /= q.sum()
     neighbours = cfg.window + 1 if cfg.shrink_windows else 2 * cfg.window
-    out = (p + cfg.negative * q) * (neighbours if cfg.sg else 1)
-    busiest = max(float(out.max()), neighbours * float(p.max()))
-    return int(min(cfg.batch_size, max(1, UPDATES_PER_BATCH // busiest)))
+    per_output = float(((p + cfg.negative * q) * (neighbours if cfg.sg else 1)).max())
+    per_input = neighbours * float(p.max())
+    largest = min(OUTPUT_UPDATES / per_output, INPUT_UPDATES / per_input)
+    return int(min(cfg.batch_size, max(1, largest)))
 
 
 def learning_rate(cfg: Word2VecConfig, progress: float) -> float:
@@ -181,7 +182,7 @@ def learning_rate(cfg: Word2VecConfig, progress: float) -> float:
 
 
 def _epoch(model, stream, keep, table, rng, epoch, bar) -> tuple[float, int, int]:
-    cfg, W = model.config, model.config.window
+    cfg, W, B = model.config, model.config.window, model.batch_centres
     kept = rng.random(len(stream.ids)) < keep
     ids, sentence = stream.ids[kept], stream.sentence[kept]
     n = len(ids)
@@ -192,23 +193,28 @@ def _epoch(model, stream, keep, table, rng, epoch, bar) -> tuple[float, int, int
     ids_pad = np.concatenate([np.zeros(W, np.int32), ids, np.zeros(W, np.int32)])
     sent_pad = np.concatenate([np.full(W, -1, np.int32), sentence, np.full(W, -1, np.int32)])
     total_loss, examples = 0.0, 0
-    for a in range(0, n, model.batch_centres):
-        b = min(a + model.batch_centres, n)
-        read = int(stream.raw_start[sentence[a]])  # raw words before this batch's sentence
-        alpha = learning_rate(cfg, (epoch + read / model.vocab.total_words) / cfg.epochs)
-        mask = window_mask(sent_pad, half, a, b, W)
-        noise = draw_noise(rng, table, (b - a, cfg.negative))
-        halo = ids_pad[a : b + 2 * W]
-        if cfg.sg:
-            total_loss += sg_step(model.vectors, model.output_vectors, halo, noise, mask, alpha)
-            examples += int(mask.sum())
-        else:
-            total_loss += cbow_step(
-                model.vectors, model.output_vectors, halo, noise, mask, alpha, cfg.cbow_mean
-            )
-            examples += int(np.count_nonzero(mask.any(axis=1)))
-        if bar is not None:
-            bar.update(epoch * model.vocab.total_words + read - bar.n)
+    ws = Workspace(B, W, cfg.negative, cfg.vector_size)
+    chunk = max(B, CHUNK // B * B)  # a whole number of batches
+    for c in range(0, n, chunk):  # windows and noise for many batches per NumPy call
+        d = min(c + chunk, n)
+        masks = window_mask(sent_pad, half, c, d, W)  # (d-c, 2W+1)
+        noises = draw_noise(rng, table, (d - c, cfg.negative))
+        examples += int(masks.sum()) if cfg.sg else int(np.count_nonzero(masks.any(axis=1)))
+        for a in range(c, d, B):
+            b = min(a + B, d)
+            read = int(stream.raw_start[sentence[a]])  # raw words before this batch's sentence
+            alpha = learning_rate(cfg, (epoch + read / model.vocab.total_words) / cfg.epochs)
+            mask, noise, halo = masks[a - c : b - c], noises[a - c : b - c], ids_pad[a : b + 2 * W]
+            if cfg.sg:
+                total_loss += sg_step(
+                    model.vectors, model.output_vectors, halo, noise, mask, alpha, ws
+                )
+            else:
+                total_loss += cbow_step(
+                    model.vectors, model.output_vectors, halo, noise, mask, alpha, cfg.cbow_mean, ws
+                )
+            if bar is not None:
+                bar.update(epoch * model.vocab.total_words + read - bar.n)
     return total_loss, examples, n
 
 

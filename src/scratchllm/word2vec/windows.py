@@ -4,12 +4,20 @@ word2vec.c walks the corpus one centre word at a time. Here a *batch* of ``B`` c
 centre positions is handled at once. Their neighbours all lie in one slice of the corpus,
 the *halo*: ``W`` positions before the first centre, the centres, ``W`` after the last
 (the epoch's token stream is padded with ``W`` dummy tokens at each end, so every halo has
-``B + 2W`` positions). Each halo position's vector is gathered once; the ``2W + 1``
+``L = B + 2W`` positions). Each halo position's vector is gathered once; the ``S = 2W + 1``
 positions around centre ``j`` are rows ``j .. j + 2W`` of the gathered block, which
-``window_view`` exposes as a ``(B, 2W + 1, D)`` strided view without copying. Gradients flow
-back the same way: ``spread`` adds row ``j + i`` of the block's gradient from slot ``i`` of
-centre ``j``, in ``2W + 1`` shifted slice additions, and ``scatter_add_rows`` adds the block
-into the matrix once per position.
+``window_view`` exposes as a ``(B, S, D)`` strided view without copying.
+
+Gradients flow back the same way. Halo row ``t`` is slot ``i = t - j`` of centre ``j``, so
+its step is the sum over the centres whose window holds it. ``spread`` writes that sum
+plainly, as ``S`` shifted slice additions of a ``(B, S, D)`` gradient (the reference).
+``spread_products`` gets the same sum without ever forming that gradient: when slot
+``(j, i)``'s step is ``sum_k C[j, i, k] * V[j, k]`` (skip-gram: ``C`` the coefficients,
+``V`` the targets' output vectors; CBOW: ``C`` the mask, ``V`` the step for ``h``), then
+row ``t`` is one dot product of the ``S x m`` coefficients ``C[t - i, i, :]`` along a
+diagonal with the ``S x m`` vectors ``V[t - i, :]``; with ``C`` and ``V`` padded by ``2W``
+zero centres on each side both are strided *views*, and one batched matrix product does all
+``L`` rows. ``scatter_add_rows`` then adds the block into the matrix once per position.
 
 ``window_mask`` says which slots are real neighbours: not the centre itself, within the
 centre's (shrunk) half-width ``r``, and in the same sentence (dummy tokens belong to no
@@ -27,7 +35,7 @@ array([[0, 0, 0, 1, 1],
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 
 def window_mask(
@@ -47,27 +55,112 @@ def window_mask(
 
 def window_view(block: np.ndarray, window: int) -> np.ndarray:
     """(B, 2W + 1, D) read-only view of a (B + 2W, D) halo block: row j is centre j's window."""
-    return sliding_window_view(block, 2 * window + 1, axis=0).transpose(0, 2, 1)
+    L, D = block.shape
+    S = 2 * window + 1
+    row = block.strides[0]
+    return as_strided(block, (L - S + 1, S, D), (row, row, block.strides[1]), writeable=False)
 
 
-def spread(d_window: np.ndarray, window: int) -> np.ndarray:
+def spread(d_window: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """The (B + 2W, D) halo gradient from a (B, 2W + 1, D) window gradient (``window_view``'s
-    adjoint): slot i of centre j lands on halo row j + i."""
+    adjoint): slot i of centre j lands on halo row j + i. The plain reference for
+    ``spread_products``; ``out`` is filled if given."""
     B, S, D = d_window.shape
-    out = np.zeros((B + S - 1, D), dtype=d_window.dtype)
+    if out is None:
+        out = np.empty((B + S - 1, D), dtype=d_window.dtype)
+    out[...] = 0
     for i in range(S):
         if i != window:  # the centre slot is never a neighbour
             out[i : i + B] += d_window[:, i]
     return out
 
 
-def scatter_add_rows(matrix: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+def spread_products(
+    coef_pad: np.ndarray, vec_pad: np.ndarray, centres: int, window: int, out: np.ndarray
+) -> np.ndarray:
+    """``spread`` of the window gradient ``d[j, i] = sum_k C[j, i, k] V[j, k]``, in one product.
+
+    ``coef_pad`` (P, S, m) and ``vec_pad`` (P, m, D) hold ``C`` and ``V`` for the
+    ``centres`` centres in rows ``2W .. 2W + centres``; rows ``0 .. 2W`` and the ``2W`` rows
+    after the centres must be zero in ``coef_pad`` and finite in ``vec_pad``. ``out`` is a
+    (centres + 2W, D) buffer; it is filled and returned.
+    """
+    _, S, m = coef_pad.shape
+    D = vec_pad.shape[2]
+    L = centres + 2 * window
+    c = coef_pad.reshape(-1)
+    step = c.itemsize
+    # diag[t, i', k] = C_pad[t + i', 2W - i', k]: the coefficients of the centres whose
+    # slot 2W - i' is row t (i' runs over the window backwards), as a view
+    diag = as_strided(
+        c[2 * window * m :], (L, S, m), (S * m * step, (S - 1) * m * step, step), writeable=False
+    )
+    v = vec_pad.reshape(-1)
+    vstep = v.itemsize
+    # vecs[t, i' m + k] = V_pad[t + i', k]: the same centres' vectors, also a view
+    vecs = as_strided(v, (L, S * m, D), (m * D * vstep, D * vstep, vstep), writeable=False)
+    rows = np.ascontiguousarray(diag).reshape(L, 1, S * m)  # (L, 1, S m): small
+    np.matmul(rows, vecs, out=out[:, None, :])  # (L, 1, D)
+    return out
+
+
+def scatter_add_rows(
+    matrix: np.ndarray, rows: np.ndarray, values: np.ndarray, index: np.ndarray | None = None
+) -> None:
     """``matrix[rows[i]] += values[i]`` for every i, repeated rows accumulating.
 
     ``np.add.at`` on the flat 1-D view: NumPy's fast path for unbuffered addition (on a 2-D
-    matrix ``np.add.at`` takes a generic path several times slower).
+    matrix ``np.add.at`` takes a generic path several times slower). ``index`` is an
+    optional (len(rows), D) intp buffer for the flat positions.
     """
     D = matrix.shape[1]
-    flat = matrix.reshape(-1)  # a view: matrix is C-contiguous
-    index = (rows.astype(np.intp)[:, None] * D + np.arange(D)).reshape(-1)
-    np.add.at(flat, index, values.reshape(-1))
+    if index is None:
+        index = np.empty((len(rows), D), dtype=np.intp)
+    np.add((rows.astype(np.intp) * D)[:, None], np.arange(D), out=index)
+    np.add.at(matrix.reshape(-1), index.reshape(-1), values.reshape(-1))
+
+
+class Workspace:
+    """Buffers for one batch of up to ``centres`` centres, reused batch after batch.
+
+    A step allocates nothing larger than its (B, 2W + 1, 1 + K) scores. Fresh arrays of a
+    few MB per step would cost more than the arithmetic: the allocator hands such blocks
+    back to the operating system when freed, and every page of the next one faults in anew.
+    The padded buffers (for ``spread_products``) start at zero and keep their pads zero.
+    """
+
+    def __init__(self, centres: int, window: int, negative: int, dim: int, dtype=np.float32):
+        B, W, K1 = centres, window, 1 + negative
+        L, S, P = B + 2 * W, 2 * W + 1, B + 4 * W
+        self.centres, self.window, self.dtype = B, W, np.dtype(dtype)
+        self.block = np.empty((L, dim), dtype)  # the halo's input vectors
+        self.d_block = np.empty((L, dim), dtype)  # their steps
+        self.out_pad = np.zeros((P, K1, dim), dtype)  # the targets' output vectors, padded
+        self.coef_pad = np.zeros((P, S, K1), dtype)  # skip-gram: the coefficients, padded
+        self.d_out = np.empty((B, K1, dim), dtype)  # the output vectors' steps
+        self.h = np.empty((B, dim), dtype)  # CBOW: the context sum or mean
+        self.work_pad = np.zeros((P, 1, dim), dtype)  # CBOW: the step for h, padded
+        self.mask_pad = np.zeros((P, S, 1), dtype)  # CBOW: the mask, padded
+        self.index_block = np.empty((L, dim), np.intp)
+        self.index_out = np.empty((B * K1, dim), np.intp)
+
+    def centre_rows(self, padded: np.ndarray, n: int) -> np.ndarray:
+        """Rows 2W .. 2W + n of a padded buffer (the batch's centres), after zeroing the 2W
+        rows that follow them (a short last batch must not see the previous batch there)."""
+        W2 = 2 * self.window
+        padded[W2 + n : W2 + n + W2] = 0
+        return padded[W2 : W2 + n]
+
+    @classmethod
+    def fit(cls, ws: Workspace | None, centres: int, mask: np.ndarray, noise, w_in) -> Workspace:
+        """``ws`` if it fits a batch of this shape and dtype, else a new one."""
+        window = (mask.shape[1] - 1) // 2
+        if (
+            ws is None
+            or ws.centres < centres
+            or ws.window != window
+            or ws.out_pad.shape[1:] != (1 + noise.shape[1], w_in.shape[1])
+            or ws.dtype != w_in.dtype
+        ):
+            return cls(centres, window, noise.shape[1], w_in.shape[1], w_in.dtype)
+        return ws
