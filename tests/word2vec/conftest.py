@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import pytest
 
 from scratchllm.word2vec import LineCorpus
-
-
-def gensim_data(name: str) -> Path:
-    import gensim
-
-    return Path(gensim.__file__).parent / "test" / "test_data" / name
+from scratchllm.word2vec.compare import gensim_data
 
 
 @functools.cache

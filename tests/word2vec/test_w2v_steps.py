@@ -159,11 +159,13 @@ def test_skipgram_step_is_the_summed_sgd_step(seed):
     assert mask.sum() > 10 and np.abs(d_in).max() > 1e-3
 
 
+@pytest.mark.parametrize("group", [1, 3])
 @pytest.mark.parametrize("cbow_mean", [1, 0])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_cbow_step_is_word2vecs_summed_step(seed, cbow_mean):
+def test_cbow_step_is_word2vecs_summed_step(seed, cbow_mean, group):
     window, alpha = 2, 0.05
     ids, ids_pad, mask, noise, w_in, w_out = tiny_batch(seed, window)
+    noise = noise[: -(-len(ids) // group)]  # one noise row per group of centres
     d_in, d_out, total = np.zeros_like(w_in), np.zeros_like(w_out), 0.0
     for c in range(len(ids)):
         context = [ids[c + slot - window] for slot in np.flatnonzero(mask[c])]
@@ -172,7 +174,7 @@ def test_cbow_step_is_word2vecs_summed_step(seed, cbow_mean):
         h = w_in[context].sum(axis=0)
         if cbow_mean:
             h /= len(context)
-        targets, weight = per_example_targets(ids[c], noise[c])
+        targets, weight = per_example_targets(ids[c], noise[c // group])
         loss, dh, dout = loss_and_grads(h[None], w_out[targets][None], np.array([weight]))
         total += loss
         # word2vec.c adds the whole step for h to each context word (gensim: / count if sum)
@@ -181,7 +183,7 @@ def test_cbow_step_is_word2vecs_summed_step(seed, cbow_mean):
             d_in[x] += step
         np.add.at(d_out, targets, -alpha * dout[0])
     new_in, new_out = w_in.copy(), w_out.copy()
-    got = cbow_step(new_in, new_out, ids_pad, noise, mask, alpha, cbow_mean)
+    got = cbow_step(new_in, new_out, ids_pad, noise, mask, alpha, cbow_mean, group)
     np.testing.assert_allclose(new_in - w_in, d_in, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(new_out - w_out, d_out, rtol=1e-10, atol=1e-13)
     assert got == pytest.approx(total, rel=1e-12)
@@ -211,16 +213,24 @@ def test_spread_products_equals_spreading_the_window_gradient():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("step", [sg_step, cbow_step])
-def test_a_workspace_reused_for_a_shorter_batch_gives_the_same_step(step):
+@pytest.mark.parametrize("group", [0, 1, 3])  # 0: skip-gram
+def test_a_workspace_reused_for_a_shorter_batch_gives_the_same_step(group):
     ids, ids_pad, mask, noise, w_in, w_out = tiny_batch(0)
-    ws = Workspace(len(ids), 2, noise.shape[1], w_in.shape[1], np.float64)
-    step(w_in.copy(), w_out.copy(), ids_pad, noise, mask, 0.05, ws=ws)  # fills every buffer
+    W = 2
+
+    def step(w_in, w_out, n, ws=None):
+        if group == 0:
+            return sg_step(w_in, w_out, ids_pad[: n + 2 * W], noise[:n], mask[:n], 0.05, ws=ws)
+        rows = noise[: -(-n // group)]
+        halo = ids_pad[: n + 2 * W]
+        return cbow_step(w_in, w_out, halo, rows, mask[:n], 0.05, 1, group, ws=ws)
+
+    ws = Workspace(len(ids), W, noise.shape[1], w_in.shape[1], np.float64, max(group, 1))
+    step(w_in.copy(), w_out.copy(), len(ids), ws)  # fills every buffer
     short = 7  # the last batch of an epoch is shorter: stale rows must not leak in
-    args = (ids_pad[: short + 4], noise[:short], mask[:short], 0.05)
     fresh_in, fresh_out = w_in.copy(), w_out.copy()
-    step(fresh_in, fresh_out, *args)
+    step(fresh_in, fresh_out, short)
     reused_in, reused_out = w_in.copy(), w_out.copy()
-    step(reused_in, reused_out, *args, ws=ws)
+    step(reused_in, reused_out, short, ws)
     np.testing.assert_array_equal(reused_in, fresh_in)
     np.testing.assert_array_equal(reused_out, fresh_out)

@@ -1,14 +1,20 @@
 """One batched CBOW step with negative sampling.
 
 The centre's neighbours' input vectors are summed (``cbow_mean=1``: averaged) into ``h``,
-which scores the centre's output vector (label 1) and ``negative`` noise words' (label 0),
-drawn per centre as word2vec.c does. The step ``work = sum_j g_j o_j`` for ``h`` is then
-added to *every* neighbour's input vector, as word2vec.c and gensim do: with the mean this
-is ``count`` times the exact gradient of the loss for each neighbour (the exact one would
-divide by ``count``); with the sum gensim divides ``work`` by ``count``, and so do we.
+which scores the centre's output vector (label 1) and ``negative`` noise words' (label 0).
+The step ``work = sum_j g_j o_j`` for ``h`` is then added to *every* neighbour's input
+vector, as word2vec.c and gensim do: with the mean this is ``count`` times the exact
+gradient of the loss for each neighbour (the exact one would divide by ``count``); with
+the sum gensim divides ``work`` by ``count``, and so do we.
 
-Updates are batched (every gradient of the batch at the same parameters, summed and
-applied at the end); ``skipgram.py`` says why that is safe.
+Two differences from word2vec.c, as in ``skipgram.py``: updates are batched (every gradient
+of the batch at the same parameters, summed and applied at the end), and **``group``
+consecutive centres share one draw of noise words** (word2vec.c draws per centre). Each
+centre still sees ``negative`` independent draws from the noise distribution; only
+neighbouring centres' draws coincide. The saving is where the time goes: per centre, its
+output-side work (gathering, scoring and updating ``1 + negative`` output vectors, the last
+through ``np.add.at`` at a few ns per number) shrinks from ``1 + K`` vectors to
+``1 + K / group``. ``group=1`` is word2vec.c's draw.
 """
 
 from __future__ import annotations
@@ -27,41 +33,62 @@ def cbow_step(
     mask: np.ndarray,
     alpha: float,
     cbow_mean: int = 1,
+    group: int = 1,
     ws: Workspace | None = None,
 ) -> float:
     """Update ``w_in``, ``w_out`` (V, D) in place for one batch; return its summed loss.
 
-    Arguments as for ``skipgram.sg_step``. A centre with no neighbour (a one-word sentence)
-    trains nothing.
+    Arguments as for ``skipgram.sg_step``, but ``noise`` is (ceil(B / group), K): row ``g``
+    serves centres ``g * group .. g * group + group - 1``. A centre with no neighbour (a
+    one-word sentence) trains nothing.
     """
     B, S = mask.shape
     W = (S - 1) // 2
-    ws = Workspace.fit(ws, B, mask, noise, w_in)
+    G, K = group, noise.shape[1]
+    n_groups = -(-B // G)
+    if noise.shape[0] != n_groups:
+        raise ValueError(f"{B} centres in groups of {G} need {n_groups} noise rows")
+    ws = Workspace.fit(ws, B, mask, noise, w_in, group=G)
+    Bg = n_groups * G  # centres rounded up to whole groups; the extra ones weigh nothing
     centres = halo[W : W + B]
-    targets = np.concatenate([centres[:, None], noise], axis=1)  # (B, 1+K)
     block = np.take(w_in, halo, axis=0, out=ws.block[: B + 2 * W], mode="clip")  # (B+2W, D)
     x = window_view(block, W)  # (B, 2W+1, D)
     count = mask.sum(axis=1)  # (B,)  neighbours of each centre
     per = np.maximum(count, 1)[:, None]  # (B, 1)
-    h = ws.h[:B]
-    np.matmul(mask[:, None, :], x, out=h[:, None, :])  # (B, D)  sum of the neighbours
+    h = ws.h[:Bg]
+    h[B:] = 0
+    np.matmul(mask[:, None, :], x, out=h[:B, None, :])  # (B, D)  sum of the neighbours
     if cbow_mean:
-        h /= per
-    out = np.take(w_out, targets, axis=0, out=ws.out_pad[:B], mode="clip")  # (B, 1+K, D)
-    s = np.matmul(out, h[:, :, None])[:, :, 0]  # (B, 1+K)
-    valid = targets != centres[:, None]
-    valid[:, 0] = True
-    weight = valid * (count > 0)[:, None].astype(mask.dtype)
+        h[:B] /= per
+    # the output rows: each centre's own word, then each group's noise words
+    rows = ws.rows[: B + n_groups * K]
+    rows[:B] = centres
+    rows[B:] = noise.reshape(-1)
+    out = np.take(w_out, rows, axis=0, out=ws.out_rows[: len(rows)], mode="clip")  # (B+gK, D)
+    out_pos, out_neg = out[:B], out[B:].reshape(n_groups, K, -1)  # (B, D), (g, K, D)
+    hg = h.reshape(n_groups, G, -1)  # (g, G, D)
+    s = np.empty((Bg, 1 + K), dtype=w_in.dtype)  # (Bg, 1+K)  column 0: the centre's word
+    s[B:, 0] = 0
+    np.einsum("bd,bd->b", h[:B], out_pos, out=s[:B, 0])
+    np.matmul(hg, out_neg.transpose(0, 2, 1), out=s[:, 1:].reshape(n_groups, G, K))
+    weight = np.zeros((Bg, 1 + K), dtype=w_in.dtype)
+    weight[:B] = (count > 0)[:, None]
+    weight[:B, 1:] *= noise.repeat(G, axis=0)[:B] != centres[:, None]  # skip noise == centre
     coef, loss = coefficients(s, weight)
     coef *= w_in.dtype.type(alpha)
-    work = ws.centre_rows(ws.work_pad, B)[:, 0]  # (B, D)
-    np.matmul(coef[:, None, :], out, out=work[:, None, :])  # the step for h
+    coef_pos, coef_neg = coef[:B, 0], coef[:, 1:].reshape(n_groups, G, K)
+    work = ws.centre_rows(ws.work_pad, B)[:, 0]  # (B, D)  the step for h
+    np.matmul(coef_neg, out_neg, out=ws.h_work[:Bg].reshape(n_groups, G, -1))
+    np.multiply(out_pos, coef_pos[:, None], out=work)
+    work += ws.h_work[:B]
     if not cbow_mean:
         work /= per
-    d_out = np.multiply(coef[:, :, None], h[:, None, :], out=ws.d_out[:B])  # (B, 1+K, D)
+    d_out = ws.d_out_rows[: len(rows)]  # (B+gK, D)  the output rows' steps
+    np.multiply(h[:B], coef_pos[:, None], out=d_out[:B])
+    np.matmul(coef_neg.transpose(0, 2, 1), hg, out=d_out[B:].reshape(n_groups, K, -1))
     # every neighbour gets the whole step: neighbour slot i of centre j is halo row j + i
     ws.centre_rows(ws.mask_pad, B)[:, :, 0] = mask
     d_block = spread_products(ws.mask_pad, ws.work_pad, B, W, ws.d_block[: B + 2 * W])
     scatter_add_rows(w_in, halo, d_block, ws.index_block[: B + 2 * W])
-    scatter_add_rows(w_out, targets.reshape(-1), d_out, ws.index_out[: B * targets.shape[1]])
+    scatter_add_rows(w_out, rows, d_out, ws.index_out[: len(rows)])
     return float(loss.sum())

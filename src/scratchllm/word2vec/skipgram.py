@@ -15,9 +15,11 @@ into a few hundred NumPy calls per epoch:
   independence *between* the pairs of one window.
 - **Batched updates**: every gradient of the batch is taken at the same parameters and
   the sum is applied at the end (word2vec.c applies each at once). gensim's multi-worker
-  training is already "Hogwild" (threads update shared vectors without locks); this is its
-  deterministic cousin. With ``batch_size`` centres of a corpus of millions of words, one
-  vector rarely gets more than a few updates per batch, so the two agree to first order.
+  training is already "Hogwild" (threads update shared vectors without locks, so one
+  thread's step can be computed from vectors another thread is changing); this is its
+  deterministic cousin. The two agree to first order in the learning rate; the trainer
+  keeps batches small enough that the busiest vector's summed step stays in that regime
+  (``trainer.batch_centres``).
 """
 
 from __future__ import annotations

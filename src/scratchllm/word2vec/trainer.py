@@ -45,6 +45,7 @@ from .windows import Workspace, window_mask
 INPUT_UPDATES = 128  # the most updates the busiest input vector may expect per batch
 OUTPUT_UPDATES = 256  # the same for the busiest output vector
 CHUNK = 16384  # centres whose windows and noise words are drawn in one go
+CBOW_NOISE_GROUP = 4  # consecutive CBOW centres sharing one noise draw (cbow.py)
 
 
 @dataclass
@@ -124,7 +125,8 @@ def train(
     keep = keep_probabilities(vocab.counts, cfg.sample)[stream.ids]  # (n,) per position
     table = noise_table(vocab.counts, cfg.ns_exponent).astype(np.int64)
     rng = np.random.default_rng((cfg.seed, 1))
-    model.batch_centres = batch_centres(cfg, vocab.counts)
+    group = 1 if cfg.sg else CBOW_NOISE_GROUP
+    model.batch_centres = max(group, batch_centres(cfg, vocab.counts) // group * group)
     bar = _progress_bar(cfg.epochs * vocab.total_words, progress)  # its clock: raw words read
     try:
         for epoch in range(cfg.epochs):
@@ -193,25 +195,35 @@ def _epoch(model, stream, keep, table, rng, epoch, bar) -> tuple[float, int, int
     ids_pad = np.concatenate([np.zeros(W, np.int32), ids, np.zeros(W, np.int32)])
     sent_pad = np.concatenate([np.full(W, -1, np.int32), sentence, np.full(W, -1, np.int32)])
     total_loss, examples = 0.0, 0
-    ws = Workspace(B, W, cfg.negative, cfg.vector_size)
+    G = 1 if cfg.sg else CBOW_NOISE_GROUP  # B is a whole number of noise groups
+    ws = Workspace(B, W, cfg.negative, cfg.vector_size, group=G)
     chunk = max(B, CHUNK // B * B)  # a whole number of batches
     for c in range(0, n, chunk):  # windows and noise for many batches per NumPy call
         d = min(c + chunk, n)
         masks = window_mask(sent_pad, half, c, d, W)  # (d-c, 2W+1)
-        noises = draw_noise(rng, table, (d - c, cfg.negative))
+        noises = draw_noise(rng, table, (-(-(d - c) // G), cfg.negative))  # a row per group
         examples += int(masks.sum()) if cfg.sg else int(np.count_nonzero(masks.any(axis=1)))
         for a in range(c, d, B):
             b = min(a + B, d)
             read = int(stream.raw_start[sentence[a]])  # raw words before this batch's sentence
             alpha = learning_rate(cfg, (epoch + read / model.vocab.total_words) / cfg.epochs)
-            mask, noise, halo = masks[a - c : b - c], noises[a - c : b - c], ids_pad[a : b + 2 * W]
+            mask, halo = masks[a - c : b - c], ids_pad[a : b + 2 * W]
+            noise = noises[(a - c) // G : -(-(b - c) // G)]
             if cfg.sg:
                 total_loss += sg_step(
                     model.vectors, model.output_vectors, halo, noise, mask, alpha, ws
                 )
             else:
                 total_loss += cbow_step(
-                    model.vectors, model.output_vectors, halo, noise, mask, alpha, cfg.cbow_mean, ws
+                    model.vectors,
+                    model.output_vectors,
+                    halo,
+                    noise,
+                    mask,
+                    alpha,
+                    cfg.cbow_mean,
+                    G,
+                    ws,
                 )
             if bar is not None:
                 bar.update(epoch * model.vocab.total_words + read - bar.n)

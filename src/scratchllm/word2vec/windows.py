@@ -129,20 +129,36 @@ class Workspace:
     The padded buffers (for ``spread_products``) start at zero and keep their pads zero.
     """
 
-    def __init__(self, centres: int, window: int, negative: int, dim: int, dtype=np.float32):
-        B, W, K1 = centres, window, 1 + negative
+    def __init__(
+        self,
+        centres: int,
+        window: int,
+        negative: int,
+        dim: int,
+        dtype=np.float32,
+        group: int = 1,
+    ):
+        B, W, K, G = centres, window, negative, group
         L, S, P = B + 2 * W, 2 * W + 1, B + 4 * W
-        self.centres, self.window, self.dtype = B, W, np.dtype(dtype)
+        Bg = -(-B // G) * G  # CBOW: centres rounded up to whole noise groups
+        n_rows = max(B * (1 + K), B + Bg // G * K)  # output rows a step updates, at most
+        self.centres, self.window, self.group, self.dtype = B, W, G, np.dtype(dtype)
         self.block = np.empty((L, dim), dtype)  # the halo's input vectors
         self.d_block = np.empty((L, dim), dtype)  # their steps
-        self.out_pad = np.zeros((P, K1, dim), dtype)  # the targets' output vectors, padded
-        self.coef_pad = np.zeros((P, S, K1), dtype)  # skip-gram: the coefficients, padded
-        self.d_out = np.empty((B, K1, dim), dtype)  # the output vectors' steps
-        self.h = np.empty((B, dim), dtype)  # CBOW: the context sum or mean
-        self.work_pad = np.zeros((P, 1, dim), dtype)  # CBOW: the step for h, padded
-        self.mask_pad = np.zeros((P, S, 1), dtype)  # CBOW: the mask, padded
+        # skip-gram: the targets' output vectors and the coefficients, padded
+        self.out_pad = np.zeros((P, 1 + K, dim), dtype)
+        self.coef_pad = np.zeros((P, S, 1 + K), dtype)
+        self.d_out = np.empty((B, 1 + K, dim), dtype)  # their steps
+        # CBOW: the context sum (or mean) and its step, the output rows and their steps
+        self.h = np.empty((Bg, dim), dtype)
+        self.h_work = np.empty((Bg, dim), dtype)
+        self.work_pad = np.zeros((P, 1, dim), dtype)  # padded, for spread_products
+        self.mask_pad = np.zeros((P, S, 1), dtype)
+        self.rows = np.empty(n_rows, np.intp)
+        self.out_rows = np.empty((n_rows, dim), dtype)
+        self.d_out_rows = np.empty((n_rows, dim), dtype)
         self.index_block = np.empty((L, dim), np.intp)
-        self.index_out = np.empty((B * K1, dim), np.intp)
+        self.index_out = np.empty((n_rows, dim), np.intp)
 
     def centre_rows(self, padded: np.ndarray, n: int) -> np.ndarray:
         """Rows 2W .. 2W + n of a padded buffer (the batch's centres), after zeroing the 2W
@@ -152,15 +168,18 @@ class Workspace:
         return padded[W2 : W2 + n]
 
     @classmethod
-    def fit(cls, ws: Workspace | None, centres: int, mask: np.ndarray, noise, w_in) -> Workspace:
+    def fit(
+        cls, ws: Workspace | None, centres: int, mask: np.ndarray, noise, w_in, group: int = 1
+    ) -> Workspace:
         """``ws`` if it fits a batch of this shape and dtype, else a new one."""
         window = (mask.shape[1] - 1) // 2
         if (
             ws is None
             or ws.centres < centres
             or ws.window != window
+            or ws.group != group
             or ws.out_pad.shape[1:] != (1 + noise.shape[1], w_in.shape[1])
             or ws.dtype != w_in.dtype
         ):
-            return cls(centres, window, noise.shape[1], w_in.shape[1], w_in.dtype)
+            return cls(centres, window, noise.shape[1], w_in.shape[1], w_in.dtype, group)
         return ws
