@@ -139,18 +139,22 @@ def per_example_targets(centre, noise_row):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_skipgram_step_is_the_summed_sgd_step(seed):
+def test_skipgram_step_walks_each_window_as_word2vec_c(seed):
+    """Per centre, the window's pairs one after another (each sees the target vectors the
+    previous pairs left); the centres of the batch summed, all starting from the same."""
     window, alpha = 2, 0.05
     ids, ids_pad, mask, noise, w_in, w_out = tiny_batch(seed, window)
     d_in, d_out, total = np.zeros_like(w_in), np.zeros_like(w_out), 0.0
     for c in range(len(ids)):
         targets, weight = per_example_targets(ids[c], noise[c])
+        out = w_out[targets].copy()  # this window's target vectors, updated pair by pair
         for slot in np.flatnonzero(mask[c]):
             x = ids[c + slot - window]  # the neighbour's input vector predicts the centre
-            loss, dx, dout = loss_and_grads(w_in[x][None], w_out[targets][None], np.array([weight]))
+            loss, dx, dout = loss_and_grads(w_in[x][None], out[None], np.array([weight]))
             total += loss
             d_in[x] -= alpha * dx[0]
-            np.add.at(d_out, targets, -alpha * dout[0])
+            out -= alpha * dout[0]
+        np.add.at(d_out, targets, out - w_out[targets])
     new_in, new_out = w_in.copy(), w_out.copy()
     got = sg_step(new_in, new_out, ids_pad, noise, mask, alpha)
     np.testing.assert_allclose(new_in - w_in, d_in, rtol=1e-10, atol=1e-13)
@@ -174,7 +178,7 @@ def test_cbow_step_is_word2vecs_summed_step(seed, cbow_mean, group):
         h = w_in[context].sum(axis=0)
         if cbow_mean:
             h /= len(context)
-        targets, weight = per_example_targets(ids[c], noise[c // group])
+        targets, weight = per_example_targets(ids[c], noise[c % len(noise)])
         loss, dh, dout = loss_and_grads(h[None], w_out[targets][None], np.array([weight]))
         total += loss
         # word2vec.c adds the whole step for h to each context word (gensim: / count if sum)

@@ -13,9 +13,10 @@ and with labels :math:`l_0 = 1, l_k = 0` its gradients are
           \partial L / \partial o_j = (\sigma(s_j) - l_j)\, x .
 
 word2vec.c's ``g = (label - f) * alpha`` is :math:`-\alpha\,\partial L/\partial s_j`: one SGD
-step adds ``g * o_j`` to :math:`x` and ``g * x`` to :math:`o_j`. Both trainers (``cbow.py``,
-``skipgram.py``) get their coefficients from ``coefficients`` below; ``loss_and_grads`` is the
-same maths written out per example, for the finite-difference test.
+step adds ``g * o_j`` to :math:`x` and ``g * x`` to :math:`o_j`. CBOW gets its coefficients
+from ``coefficients`` below and skip-gram inlines the same two lines in its per-slot loop;
+``loss_and_grads`` is the maths written out per example, checked by finite differences, and
+the steps' tests hold both trainers to it.
 """
 
 from __future__ import annotations

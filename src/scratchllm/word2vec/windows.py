@@ -12,8 +12,8 @@ Gradients flow back the same way. Halo row ``t`` is slot ``i = t - j`` of centre
 its step is the sum over the centres whose window holds it. ``spread`` writes that sum
 plainly, as ``S`` shifted slice additions of a ``(B, S, D)`` gradient (the reference).
 ``spread_products`` gets the same sum without ever forming that gradient: when slot
-``(j, i)``'s step is ``sum_k C[j, i, k] * V[j, k]`` (skip-gram: ``C`` the coefficients,
-``V`` the targets' output vectors; CBOW: ``C`` the mask, ``V`` the step for ``h``), then
+``(j, i)``'s step is ``sum_k C[j, i, k] * V[j, k]`` (CBOW: ``C`` the mask, ``V`` the step
+for ``h``, ``m = 1``), then
 row ``t`` is one dot product of the ``S x m`` coefficients ``C[t - i, i, :]`` along a
 diagonal with the ``S x m`` vectors ``V[t - i, :]``; with ``C`` and ``V`` padded by ``2W``
 zero centres on each side both are strided *views*, and one batched matrix product does all
@@ -145,10 +145,11 @@ class Workspace:
         self.centres, self.window, self.group, self.dtype = B, W, G, np.dtype(dtype)
         self.block = np.empty((L, dim), dtype)  # the halo's input vectors
         self.d_block = np.empty((L, dim), dtype)  # their steps
-        # skip-gram: the targets' output vectors and the coefficients, padded
-        self.out_pad = np.zeros((P, 1 + K, dim), dtype)
-        self.coef_pad = np.zeros((P, S, 1 + K), dtype)
-        self.d_out = np.empty((B, 1 + K, dim), dtype)  # their steps
+        # skip-gram: the targets' output vectors (as found, as updated), their scores
+        self.out = np.empty((B, 1 + K, dim), dtype)
+        self.out_start = np.empty((B, 1 + K, dim), dtype)
+        self.tmp_out = np.empty((B, 1 + K, dim), dtype)
+        self.scores = np.zeros((S, B, 1 + K), dtype)  # zeros: slots left out stay finite
         # CBOW: the context sum (or mean) and its step, the output rows and their steps
         self.h = np.empty((Bg, dim), dtype)
         self.h_work = np.empty((Bg, dim), dtype)
@@ -178,7 +179,7 @@ class Workspace:
             or ws.centres < centres
             or ws.window != window
             or ws.group != group
-            or ws.out_pad.shape[1:] != (1 + noise.shape[1], w_in.shape[1])
+            or ws.out.shape[1:] != (1 + noise.shape[1], w_in.shape[1])
             or ws.dtype != w_in.dtype
         ):
             return cls(centres, window, noise.shape[1], w_in.shape[1], w_in.dtype, group)
