@@ -82,7 +82,7 @@ def sg_step(
         coef *= scaled[:, i]
         # the neighbour's step (applied after the batch), then the targets' (applied now)
         d_block[i : i + B] += np.matmul(coef[:, None, :], out)[:, 0]
-        out += np.multiply(coef[:, :, None], xi[:, None, :], out=tmp)
+        out += np.einsum("bk,bd->bkd", coef, xi, out=tmp)  # (a broadcast multiply: 4x slower)
     out -= start  # the target vectors' summed steps
     scatter_add_rows(w_in, halo, d_block, ws.index_block[: B + 2 * W])
     scatter_add_rows(w_out, targets.reshape(-1), out, ws.index_out[: B * targets.shape[1]])
