@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                 result = compare(sentences, cfg, seeds=range(args.seeds))
                 label = f"{name} ({words // 1000}k words, {result.vocab_size} types), {model}"
                 rows.append((label, result))
+                # each row as soon as it is measured (a long run keeps what it finished)
                 print(f"{label}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+                print(table([(label, result)]), file=sys.stderr, flush=True)
     print(table(rows))
     print()
     for label, result in rows:
