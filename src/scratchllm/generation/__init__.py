@@ -8,7 +8,8 @@ no model and reads no files.
 
 from scratchllm.generation.beam import BeamSearchOutput, beam_search
 from scratchllm.generation.config import GenerationConfig
-from scratchllm.generation.generate import PromptTruncatedWarning, generate, stream_generate
+from scratchllm.generation.generate import generate, stream_generate
+from scratchllm.generation.inputs import PromptTruncatedWarning
 from scratchllm.generation.processors import (
     ProcessorChain,
     RepetitionPenalty,
