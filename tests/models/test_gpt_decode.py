@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from scratchllm.models import GPT, GPTConfig
+from scratchllm.models import GPT, GPTConfig, decode_kernel
 from scratchllm.models import gpt as gpt_module
 from scratchllm.models.gpt_decode import (
     ANY_VALUE,
@@ -73,9 +73,12 @@ PRODUCT = list(
 )
 
 
+@pytest.mark.parametrize("impl", ["kernel", "torch"])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("variant", PRODUCT, ids=lambda v: "-".join(map(str, v)))
-def test_fast_path_equals_the_modules_for_every_variant(variant, batch):
+def test_fast_path_equals_the_modules_for_every_variant(variant, batch, impl, monkeypatch):
+    """Both fast paths: the C++ step (decode_kernel) and the PyTorch functions."""
+    monkeypatch.setattr(decode_kernel, "enabled", impl == "kernel")
     pos, norm, act, bias, tie = variant
     i = PRODUCT.index(variant)
     # Odd and even vocabulary and MLP widths: an odd output is not split in halves.
@@ -90,6 +93,7 @@ def test_fast_path_equals_the_modules_for_every_variant(variant, batch):
     got, want = decode(model, idx, fast), decode(model, idx, slow)
     assert isinstance(fast.plan, DecodePlan)
     assert all(isinstance(layer, LayerWeights) for layer in fast.plan.layers)
+    assert (fast.plan.kernel is not None) == (impl == "kernel")
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got, model(idx)[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.buffer, slow.buffer, atol=1e-6, rtol=1e-5)
@@ -110,7 +114,9 @@ def test_fast_path_declines_what_it_does_not_cover():
     fast = model_of()
     state = fast.new_state(1, 4)
     fast.forward_step(idx[:, :3], state)
-    assert state.plan is None  # a prompt (several tokens) never builds the plan
+    # The first call builds the plan; the C++ step runs prompts too (so that a row's numbers
+    # never depend on its batch), the PyTorch step only single tokens.
+    assert state.plan and state.plan.kernel is not None
     fast.forward_step(idx[:, 3:], state)
     assert state.plan
 
@@ -203,7 +209,8 @@ def test_mode_and_attention_impl_are_rechecked_on_every_call(monkeypatch):
     monkeypatch.setattr(gpt_module, "decode_token", counting)
     idx = torch.randint(0, V, (1, 12))
     state = model.new_state(1, 12)
-    logits = [model.forward_step(idx[:, :6], state)]
+    logits = [model.forward_step(idx[:, :6], state)]  # the C++ step runs the prompt too
+    fast_steps.clear()
     logits.append(model.forward_step(idx[:, 6:7], state))
     assert len(fast_steps) == 1
     model.set_attention_impl("reference")

@@ -216,14 +216,19 @@ class GPT(LanguageModel):
         if state.batch_size != B:
             raise ValueError(f"idx has {B} rows but the state was made for {state.batch_size}")
         start, positions, mask, is_causal = state.advance(T, pad_mask, self.config.block_size)
-        if T == 1 and mask is None and state.buffer is not None:
-            # One token, no padding: the same maths as below in a dozen kernels per layer,
-            # when gpt_decode supports this model. The weights are gathered once per state
-            # (a decline is kept too); whether they still apply is checked on every call.
+        if state.buffer is not None:
+            # The fast path, when gpt_decode supports this model: the C++ step for any
+            # number of tokens, or PyTorch functions for one token, instead of the modules.
+            # The weights are gathered once per state (a decline is kept too); whether they
+            # still apply is checked on every call.
             if state.plan is None:
-                state.plan = build_plan(self, B) or False
-            if state.plan and state.plan.applies():
-                return decode_token(state.plan, idx, state.buffer, start)
+                state.plan = build_plan(self, B, state.max_length) or False
+            plan = state.plan
+            if plan and (T == 1 or plan.kernel is not None) and plan.applies():
+                pos = None if state.key_mask is None else positions  # (B, T) with padding
+                logits = decode_token(plan, idx, state.buffer, start, pos, state.key_mask)
+                if logits is not None:  # None: a token id out of range, which F.embedding names
+                    return logits
         x = self._embed(idx, positions)  # (B, T, C)
         rope = self._rope(positions)
         for block, k, v in zip(self.transformer.h, state.keys, state.values):

@@ -193,9 +193,13 @@ class LayerWeights(NamedTuple):
     mlp_proj: Matrix  # (C, hidden)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class DecodePlan:
     """Everything one decode step needs, gathered from a ``GPT`` for a batch size."""
+
+    def __repr__(self) -> str:
+        kernel = "C++" if self.kernel is not None else "PyTorch"
+        return f"DecodePlan({len(self.layers)} layers, {self.n_head} heads, {kernel} step)"
 
     model: nn.Module
     n_head: int
@@ -209,6 +213,7 @@ class DecodePlan:
     head: Matrix  # lm_head (V, C)
     blocks: tuple[nn.Module, ...]  # the model's blocks and their attention modules,
     attns: tuple[nn.Module, ...]  # for the checks of ``applies``
+    kernel: object = None  # a decode_kernel.KernelPlan, when the C++ step runs this model
 
     def applies(self) -> bool:
         """Whether the model still runs as the plan does, checked on every call: eval mode
@@ -223,9 +228,10 @@ class DecodePlan:
         return True
 
 
-def build_plan(model, batch_size: int) -> DecodePlan | None:
+def build_plan(model, batch_size: int, max_length: int | None = None) -> DecodePlan | None:
     """Gather ``model``'s weights (views, not copies) for decoding ``batch_size`` rows, or
-    None when ``why_not(model)`` finds something this path does not support."""
+    None when ``why_not(model)`` finds something this path does not support. With the
+    cache's ``max_length``, the plan also holds the C++ step when it can run the model."""
     if why_not(model) is not None:
         return None
     c = model.config
@@ -254,7 +260,7 @@ def build_plan(model, batch_size: int) -> DecodePlan | None:
         )
         for block in t.h
     )
-    return DecodePlan(
+    plan = DecodePlan(
         model=model,
         n_head=c.n_head,
         head_dim=c.head_dim,
@@ -267,6 +273,33 @@ def build_plan(model, batch_size: int) -> DecodePlan | None:
         head=_matrix(model.lm_head.weight, None, batch_size),
         blocks=tuple(t.h),
         attns=tuple(block.attn for block in t.h),
+    )
+    if max_length is not None and _kernel_can_run(plan):
+        from scratchllm.models import decode_kernel
+
+        if decode_kernel.load() is not None:
+            kernel = decode_kernel.KernelPlan(
+                plan, batch_size, max_length, decode_kernel.threads_for(plan, batch_size)
+            )
+            plan = dataclasses.replace(plan, kernel=kernel)
+    return plan
+
+
+def _kernel_can_run(plan: DecodePlan) -> bool:
+    """The C++ step reads float32 CPU tensors, densely packed."""
+    from scratchllm.models import decode_kernel
+
+    if not decode_kernel.enabled:
+        return False
+    tensors = [plan.wte, plan.pos_table, *(plan.rope or ()), plan.ln_f.weight, plan.ln_f.bias]
+    tensors.append(plan.head.weight)
+    for layer in plan.layers:
+        for part in layer:
+            tensors += [part.weight, part.bias]
+    return all(
+        t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
+        for t in tensors
+        if t is not None
     )
 
 
@@ -308,20 +341,53 @@ def _act(plan: DecodePlan, h: torch.Tensor) -> torch.Tensor:
     return F.relu_(h)  # h is a fresh tensor: changing it in place is safe
 
 
-def decode_token(plan: DecodePlan, idx: torch.Tensor, kv: torch.Tensor, start: int) -> torch.Tensor:
-    """Logits ``[B, 1, V]`` for one new token per row, ``idx [B, 1]`` at position ``start``.
+def decode_token(
+    plan: DecodePlan,
+    idx: torch.Tensor,
+    kv: torch.Tensor,
+    start: int,
+    positions: torch.Tensor | None = None,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """Logits ``[B, T, V]`` for new tokens ``idx [B, T]``, written to slots ``start..`` of
+    the cache, by the C++ step when the plan has one (any T), else by
+    ``decode_token_torch`` (T = 1). None when the C++ step finds a token id outside the
+    vocabulary (the caller's module path then raises the usual error).
 
-    ``kv [n_layer, 2, B, H, max_length, D]`` is the cache buffer; slot ``start`` of every
-    layer is written with the new keys and values, and attention reads slots ``0..start``.
+    ``kv [n_layer, 2, B, H, max_length, D]`` is the cache buffer. With left padding,
+    ``positions [B, T]`` holds each token's position (else row b's token t is at
+    ``start + t``) and ``key_mask [B, max_length]`` (True = a real token) hides the padding.
     """
+    if plan.kernel is not None and idx.dtype == torch.int64:
+        from scratchllm.models import decode_kernel
+
+        if decode_kernel.enabled:
+            return plan.kernel(idx, kv, start, positions, key_mask)
+    if idx.shape[1] != 1:
+        return None
+    return decode_token_torch(plan, idx, kv, start, positions, key_mask)
+
+
+def decode_token_torch(
+    plan: DecodePlan,
+    idx: torch.Tensor,
+    kv: torch.Tensor,
+    start: int,
+    positions: torch.Tensor | None = None,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``decode_token`` for one token per row (``idx [B, 1]``, ``positions [B, 1]``) in
+    PyTorch functions: the fallback when the C++ step is not built, and its twin in tests."""
     B, H, D = idx.shape[0], plan.n_head, plan.head_dim
     n = start + 1
     x = F.embedding(idx.view(B), plan.wte)  # (B, C)
+    where = slice(start, n) if positions is None else positions  # (1,) or (B, 1)
     if plan.pos_table is not None:
-        x = x + plan.pos_table[start]
+        x = x + plan.pos_table[where].view(-1, x.shape[-1])
     rope = None
-    if plan.rope is not None:
-        rope = rope_at(*plan.rope, slice(start, n))  # (1, 1, 1, D): broadcasts over (B, 2, H, D)
+    if plan.rope is not None:  # (1, 1, 1, D) or (B, 1, 1, 1, D): broadcasts over (B, 2, H, 1, D)
+        rope = rope_at(*plan.rope, where)
+    mask = None if key_mask is None else key_mask[:, None, None, :n]  # (B, 1, 1, n)
     for layer, buf in zip(plan.layers, kv):
         qkv = _linear(_norm(x, layer.ln_1), layer.c_attn).view(B, 3, H, 1, D)
         slot = buf.narrow(3, start, 1)  # (2, B, H, 1, D): this token's key and value
@@ -334,7 +400,7 @@ def decode_token(plan: DecodePlan, idx: torch.Tensor, kv: torch.Tensor, start: i
             slot[0].copy_(qk[:, 1])
             slot[1].copy_(qkv[:, 2])
         keys = buf.narrow(3, 0, n)  # (2, B, H, n, D)
-        y = F.scaled_dot_product_attention(q, keys[0], keys[1])  # (B, H, 1, D)
+        y = F.scaled_dot_product_attention(q, keys[0], keys[1], attn_mask=mask)  # (B, H, 1, D)
         x = x + _linear(y.reshape(B, H * D), layer.attn_proj)
         x = x + _linear(_act(plan, _linear(_norm(x, layer.ln_2), layer.c_fc)), layer.mlp_proj)
     return _linear(_norm(x, plan.ln_f), plan.head).view(B, 1, -1)
