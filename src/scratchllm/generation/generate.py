@@ -41,7 +41,7 @@ from scratchllm.generation.inputs import (
     model_device,
     prompts_for,
 )
-from scratchllm.generation.processors import LogitsProcessor, build_processors
+from scratchllm.generation.processors import LogitsProcessor, build_processors, sample_tokens
 from scratchllm.generation.runner import StepRunner, eval_mode
 from scratchllm.generation.text import TextTracker, decode_function
 
@@ -195,7 +195,7 @@ class DecodeLoop:
         logits = self.runner.next_logits(self.seq, self.cur)  # (B, V)
         if self.processors:
             logits = self.processors(self.seq[:, : self.cur], logits)
-        tokens = self._sample(logits) if self.sampling else logits.argmax(dim=-1)  # (B,)
+        tokens = sample_tokens(logits, self.generators) if self.sampling else logits.argmax(-1)
         if self.tracks_end:
             if self.fill is not None:
                 tokens = torch.where(self.ended, self.fill, tokens)  # ended rows are padded
@@ -204,16 +204,6 @@ class DecodeLoop:
         self.seq[:, self.cur] = tokens
         self.cur += 1
         return tokens
-
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
-        # Inverse-CDF sampling with one uniform per row from that row's own generator, so a
-        # row's draws do not depend on the other rows of the batch.
-        probs = torch.softmax(logits.float(), dim=-1)  # (B, V)
-        cdf = probs.cumsum(dim=-1)
-        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(cdf.device)
-        target = (u * cdf[:, -1])[:, None]  # (B, 1) scaled by the total to absorb rounding
-        tokens = torch.searchsorted(cdf, target, right=True)[:, 0]
-        return tokens.clamp_(max=logits.shape[-1] - 1)
 
     def all_ended(self) -> bool:
         return bool(self.ended.all())

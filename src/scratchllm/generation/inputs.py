@@ -91,6 +91,12 @@ def prompts_for(
         vocab_size=getattr(model, "vocab_size", None),
         device=model_device(model),
     )
+    warn_if_truncated(model, prompts, stacklevel)
+    return prompts
+
+
+def warn_if_truncated(model: torch.nn.Module, prompts: Prompts, stacklevel: int = 2) -> None:
+    """Warn (``PromptTruncatedWarning``) when a prompt is longer than the model's context."""
     ctx = context_length_of(model)
     longest = prompts.shape[1] - min(prompts.pad_lens)
     if longest > ctx:
@@ -98,9 +104,8 @@ def prompts_for(
             f"prompt of {longest} tokens is longer than the model's context_length {ctx}; "
             f"only its last {ctx} tokens condition the output",
             PromptTruncatedWarning,
-            stacklevel=stacklevel,
+            stacklevel=stacklevel + 1,
         )
-    return prompts
 
 
 def context_length_of(model: torch.nn.Module) -> int:
