@@ -105,6 +105,31 @@ def test_left_padded_rows_decode_like_their_prompt_alone(pos, norm, act, monkeyp
         torch.testing.assert_close(outputs["kernel"][b, T - n :], alone, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch, padded", [(1, False), (3, False), (3, True)])
+def test_two_threads_give_bitwise_the_numbers_of_one(monkeypatch, batch, padded):
+    """Threads share out the output columns: every number is computed the same way."""
+    model = model_of(seed=4, n_embd=48, n_head=3, pos="rope")
+    idx = torch.randint(0, 37, (batch, 12))
+    real = torch.ones(batch, 6, dtype=torch.bool)
+    if padded:
+        real[1:, :2] = False
+    outs, buffers = [], []
+    for threads in (1, 2):
+        monkeypatch.setattr(decode_kernel, "threads_for", lambda plan, b, n=threads: n)
+        state = model.new_state(batch, 12)
+        got = [model.forward_step(idx[:, :6], state, real if padded else None)]
+        got += [model.forward_step(idx[:, t : t + 1], state) for t in range(6, 12)]
+        assert state.plan.kernel.step.n_threads == threads
+        outs.append(torch.cat(got, 1))
+        buffers.append(state.buffer)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(buffers[0], buffers[1])
+    slow = model.new_state(batch, 12)
+    slow.plan = False
+    want = [model.forward_step(idx[:, :6], slow, real if padded else None)]
+    want += [model.forward_step(idx[:, t : t + 1], slow) for t in range(6, 12)]
+    torch.testing.assert_close(outs[1], torch.cat(want, 1), atol=2e-5, rtol=1e-5)
+
+
 def test_the_kernel_refuses_a_cache_of_another_shape():
     model = model_of()
     state = model.new_state(2, 8)

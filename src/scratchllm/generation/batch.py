@@ -190,21 +190,22 @@ class _BatchStream:
         ]
         eos = [set(r.config.eos_token_id or ()) for r in reqs]
         fill = torch.tensor([r.config.fill_token_id or 0 for r in reqs], device=device)
-        greedy_rows = [b for b in range(B) if not sampling[b]]
-        sample_rows = [b for b in range(B) if sampling[b]]
+        greedy_rows = torch.tensor([b for b in range(B) if not sampling[b]], dtype=torch.long)
         cur = T
         while any(active):
             logits = runner.next_logits(seq, cur)  # (B, V)
             logits = self._process(groups, seq[:, :cur], logits)
-            tokens = fill.clone()
-            if greedy_rows:
-                tokens[greedy_rows] = logits[greedy_rows].argmax(-1)
-            live = [b for b in sample_rows if active[b]]  # ended rows draw no more
-            if live:
-                tokens[live] = sample_tokens(logits[live], [generators[b] for b in live])
-            for b in range(B):
-                if not active[b]:
-                    tokens[b] = fill[b]
+            live = [b for b in range(B) if sampling[b] and active[b]]  # ended rows draw no more
+            if len(live) == B:  # every row samples: no picking
+                tokens = sample_tokens(logits, generators)
+            else:
+                tokens = fill.clone()
+                if len(greedy_rows):
+                    tokens[greedy_rows] = logits[greedy_rows].argmax(-1)
+                if live:
+                    tokens[live] = sample_tokens(logits[live], [generators[b] for b in live])
+            if not all(active):
+                tokens = torch.where(torch.tensor(active, device=device), tokens, fill)
             seq[:, cur] = tokens
             cur += 1
             for b, token in enumerate(tokens.tolist()):

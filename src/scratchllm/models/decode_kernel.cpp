@@ -188,11 +188,10 @@ static inline void row(const float* X, int K, const float* w, float* Y, int ldy,
     }
 }
 
-// Called by every thread of the team: each takes a contiguous block of weight rows.
-static void matmul(const float* X, int B, int K, const float* W, int N, const float* bias,
-                   float* Y, bool add) {
-#pragma omp for schedule(static)
-    for (int n = 0; n < N; n++) {
+// Output rows [n0, n1) of Y = X W^T + bias (or Y += that), for all B batch rows.
+static void matmul_rows(const float* X, int B, int K, const float* W, int N, const float* bias,
+                        float* Y, bool add, int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
         const float* w = W + (int64_t)n * K;
         const float bn = bias ? bias[n] : 0.0f;
         for (int b0 = 0; b0 < B; b0 += 8) {
@@ -221,7 +220,7 @@ static inline int64_t wide_of(const Model* m) {
 // Floats of scratch `work` must hold for `rows` = B * T tokens, `threads` threads and a cache
 // of `max_len` slots.
 extern "C" int64_t scratch_floats(const Model* m, int64_t rows, int32_t threads, int64_t max_len) {
-    return rows * (3 * (int64_t)m->C + wide_of(m)) + (int64_t)threads * 2 * max_len;
+    return rows * (2 * (int64_t)m->C + wide_of(m)) + (int64_t)threads * (rows * m->C + 2 * max_len);
 }
 
 static void rope_rotate(float* x, const float* cos, const float* sin, int D) {
@@ -301,19 +300,68 @@ static inline int thread_id() {
 #endif
 }
 
+static inline int team_size() {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline void barrier() {
+#pragma omp barrier
+}
+
+// Run by every thread of the team. Each thread owns a contiguous block of every weight
+// matrix's rows (so of every output's columns), and computes the norms itself into its own
+// buffer, which saves a barrier each; the barriers left are where a thread reads what others
+// wrote: five per layer for one new token per row.
 static void body(const Model* m, const Step* s) {
-    const int B = s->B, T = s->T, C = m->C, H = m->H, D = m->D, F = m->F;
+    const int B = s->B, T = s->T, C = m->C, H = m->H, D = m->D, F = m->F, V = m->V;
     const int64_t L = s->max_len, R = (int64_t)B * T;  // R rows: token t of row b is row b*T+t
-    float* x = s->work;                 // (R, C) the residual stream
-    float* xn = x + R * C;              // (R, C) its norm
-    float* att = xn + R * C;            // (R, C) attention output, heads side by side
-    float* wide = att + R * C;          // (R, 3C) qkv, or (R, F) the MLP's hidden layer
+    const int tid = thread_id(), nt = team_size();
     const int64_t W3 = wide_of(m);
-    float* mine = wide + R * W3 + (int64_t)thread_id() * 2 * L;  // this thread's scratch:
-    float* sc = mine;                                            // L scores
-    int32_t* slots = (int32_t*)(mine + L);                       // L slot numbers
+    float* x = s->work;                 // (R, C) the residual stream
+    float* att = x + R * C;             // (R, C) attention output, heads side by side
+    float* wide = att + R * C;          // (R, 3C) qkv, or (R, F) the MLP's hidden layer
+    float* mine = wide + R * W3 + (int64_t)tid * (R * C + 2 * L);  // this thread's own:
+    float* xn = mine;                                               // (R, C) norm of x
+    float* sc = xn + R * C;                                         // L scores
+    int32_t* slots = (int32_t*)(sc + L);                            // L slot numbers
     const float scale = 1.0f / std::sqrt((float)D);
     auto position = [&](int64_t r) { return s->positions ? s->positions[r] : s->start + r % T; };
+    auto part = [&](int N, int& n0, int& n1) {  // this thread's rows of an N-row matrix
+        n0 = (int)((int64_t)N * tid / nt);
+        n1 = (int)((int64_t)N * (tid + 1) / nt);
+    };
+    auto norm_all = [&](const float* w, const float* b, float eps) {
+        for (int64_t r = 0; r < R; r++) norm_row(x + r * C, xn + r * C, C, w, b, eps, m->rms);
+    };
+    // rope on this head's query and key, and the key and value into the cache slot
+    auto store = [&](int64_t r, int h, float* k_cache, float* v_cache) {
+        const int64_t b = r / T, slot = s->start + r % T;
+        float* q = wide + r * 3 * C + h * D;
+        if (m->rope_cos) {
+            const int64_t p = position(r);
+            rope_rotate(q, m->rope_cos + p * D, m->rope_sin + p * D, D);
+            rope_rotate(q + C, m->rope_cos + p * D, m->rope_sin + p * D, D);
+        }
+        std::memcpy(k_cache + ((b * H + h) * L + slot) * D, q + C, D * sizeof(float));
+        std::memcpy(v_cache + ((b * H + h) * L + slot) * D, q + 2 * C, D * sizeof(float));
+    };
+    auto look = [&](int64_t r, int h, const float* k_cache, const float* v_cache) {
+        const int64_t b = r / T, slot = s->start + r % T;
+        // The keys this query may see: the real ones up to its own slot, and always its
+        // own (a padding query has no real key before it), as the modules' mask says.
+        const uint8_t* real = s->key_mask ? s->key_mask + b * L : nullptr;
+        int64_t n = 0;
+        for (int64_t t = 0; t <= slot; t++)
+            if (!real || real[t] || t == slot) slots[n++] = (int32_t)t;
+        const int64_t head = (b * H + h) * L * D;
+        attend(wide + r * 3 * C + h * D, k_cache + head, v_cache + head, slots, n, D, scale, sc,
+               att + r * C + h * D);
+    };
+    int n0, n1;
 
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
@@ -325,51 +373,37 @@ static void body(const Model* m, const Step* s) {
         const Layer& w = m->layers[l];
         float* k_cache = s->kv + (int64_t)(2 * l) * B * H * L * D;  // (B, H, L, D)
         float* v_cache = k_cache + (int64_t)B * H * L * D;
+        norm_all(w.ln1_w, w.ln1_b, w.ln1_eps);
+        part(3 * C, n0, n1);
+        matmul_rows(xn, (int)R, C, w.qkv_w, 3 * C, w.qkv_b, wide, false, n0, n1);  // q, k, v
+        barrier();
+        if (T == 1) {  // a query reads only its own head's cache: store and look in one pass
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; r++)
-            norm_row(x + r * C, xn + r * C, C, w.ln1_w, w.ln1_b, w.ln1_eps, m->rms);
-        matmul(xn, (int)R, C, w.qkv_w, 3 * C, w.qkv_b, wide, false);  // (R, 3C): q, k, v
-#pragma omp for schedule(static)
-        for (int64_t rh = 0; rh < R * H; rh++) {  // rope, and the new keys/values into the cache
-            const int64_t r = rh / H, b = r / T, slot = s->start + r % T;
-            const int h = (int)(rh % H);
-            float* q = wide + r * 3 * C + h * D;
-            float* k = q + C;
-            if (m->rope_cos) {
-                const int64_t p = position(r);
-                rope_rotate(q, m->rope_cos + p * D, m->rope_sin + p * D, D);
-                rope_rotate(k, m->rope_cos + p * D, m->rope_sin + p * D, D);
+            for (int64_t rh = 0; rh < R * H; rh++) {
+                store(rh / H, (int)(rh % H), k_cache, v_cache);
+                look(rh / H, (int)(rh % H), k_cache, v_cache);
             }
-            std::memcpy(k_cache + ((b * H + h) * L + slot) * D, k, D * sizeof(float));
-            std::memcpy(v_cache + ((b * H + h) * L + slot) * D, q + 2 * C, D * sizeof(float));
+        } else {  // a query reads the keys of the tokens before it in this call too
+#pragma omp for schedule(static)
+            for (int64_t rh = 0; rh < R * H; rh++) store(rh / H, (int)(rh % H), k_cache, v_cache);
+#pragma omp for schedule(static)
+            for (int64_t rh = 0; rh < R * H; rh++) look(rh / H, (int)(rh % H), k_cache, v_cache);
         }
-#pragma omp for schedule(static)
-        for (int64_t rh = 0; rh < R * H; rh++) {
-            const int64_t r = rh / H, b = r / T, slot = s->start + r % T;
-            const int h = (int)(rh % H);
-            // The keys this query may see: the real ones up to its own slot, and always its
-            // own (a padding query has no real key before it), as the modules' mask says.
-            const uint8_t* real = s->key_mask ? s->key_mask + b * L : nullptr;
-            int64_t n = 0;
-            for (int64_t t = 0; t <= slot; t++)
-                if (!real || real[t] || t == slot) slots[n++] = (int32_t)t;
-            const int64_t head = (b * H + h) * L * D;
-            attend(wide + r * 3 * C + h * D, k_cache + head, v_cache + head, slots, n, D, scale, sc,
-                   att + r * C + h * D);
-        }
-        matmul(att, (int)R, C, w.proj_w, C, w.proj_b, x, true);  // x += proj(att)
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; r++)
-            norm_row(x + r * C, xn + r * C, C, w.ln2_w, w.ln2_b, w.ln2_eps, m->rms);
-        matmul(xn, (int)R, C, w.fc_w, F, w.fc_b, wide, false);  // (R, F)
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; r++) activate(wide + r * F, F, m->act);
-        matmul(wide, (int)R, F, w.out_w, C, w.out_b, x, true);  // x += mlp(x)
+        part(C, n0, n1);
+        matmul_rows(att, (int)R, C, w.proj_w, C, w.proj_b, x, true, n0, n1);  // x += proj(att)
+        barrier();
+        norm_all(w.ln2_w, w.ln2_b, w.ln2_eps);
+        part(F, n0, n1);
+        matmul_rows(xn, (int)R, C, w.fc_w, F, w.fc_b, wide, false, n0, n1);  // (R, F)
+        for (int64_t r = 0; r < R; r++) activate(wide + r * F + n0, n1 - n0, m->act);
+        barrier();
+        part(C, n0, n1);
+        matmul_rows(wide, (int)R, F, w.out_w, C, w.out_b, x, true, n0, n1);  // x += mlp(x)
+        barrier();
     }
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < R; r++)
-        norm_row(x + r * C, xn + r * C, C, m->lnf_w, m->lnf_b, m->lnf_eps, m->rms);
-    matmul(xn, (int)R, C, m->head, m->V, nullptr, s->logits, false);
+    norm_all(m->lnf_w, m->lnf_b, m->lnf_eps);
+    part(V, n0, n1);
+    matmul_rows(xn, (int)R, C, m->head, V, nullptr, s->logits, false, n0, n1);
 }
 
 // 0 on success; 1 for a bad step, 2 for a token id outside the vocabulary (nothing written).
