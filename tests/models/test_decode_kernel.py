@@ -130,6 +130,31 @@ def test_two_threads_give_bitwise_the_numbers_of_one(monkeypatch, batch, padded)
     torch.testing.assert_close(outs[1], torch.cat(want, 1), atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch, padded", [(1, False), (3, True)])
+def test_a_prompt_longer_than_one_call_runs_in_chunks(monkeypatch, batch, padded):
+    monkeypatch.setattr(decode_kernel, "CHUNK_ROWS", 8)  # 8 // batch tokens per call
+    model = model_of(seed=5, pos="rope")
+    idx = torch.randint(0, 37, (batch, 20))
+    real = torch.ones(batch, 17, dtype=torch.bool)
+    if padded:
+        real[1, :4], real[2, :9] = False, False
+    outs = []
+    for plan in (None, False):
+        state = model.new_state(batch, 20)
+        state.plan = plan
+        got = [model.forward_step(idx[:, :17], state, real if padded else None)]
+        got += [model.forward_step(idx[:, t : t + 1], state) for t in range(17, 20)]
+        outs.append(torch.cat(got, 1))
+    assert state.plan is False and 17 // max(1, 8 // batch) > 1  # several calls
+    torch.testing.assert_close(outs[0], outs[1], atol=2e-5, rtol=1e-5)
+    bad = idx[:, :17].clone()
+    bad[-1, -1] = 37
+    state = model.new_state(batch, 20)
+    with pytest.raises(IndexError):
+        model.forward_step(bad, state, real if padded else None)
+    assert state.buffer.abs().sum() == 0  # refused before the first chunk wrote anything
+
+
 def test_the_kernel_refuses_a_cache_of_another_shape():
     model = model_of()
     state = model.new_state(2, 8)

@@ -1,10 +1,11 @@
-"""The optional C++ one-token step (``decode_kernel.cpp``): built on first use, called with ctypes.
+"""The optional C++ decode step (``decode_kernel.cpp``): built on first use, called with ctypes.
 
-``gpt_decode.decode_token`` runs the step as about a dozen PyTorch kernels per block, and
-on a CPU each costs 2-150 us of dispatch while the arithmetic of a small model's step is a
-few microseconds. The C++ twin runs the whole step in one call: one loop over the layers,
-each matrix-vector product streaming its weight rows once for all batch rows, attention
-and the cache write per head, and no allocation.
+``gpt_decode.decode_token_torch`` runs a step as about a dozen PyTorch kernels per block,
+and on a CPU each costs 2-170 us of dispatch while the arithmetic of a small model's step
+is a few microseconds. The C++ twin runs a whole ``forward_step`` in one call (a prompt in
+chunks of ``CHUNK_ROWS`` tokens, or one token per row): one loop over the layers, each
+matrix product streaming its weight rows once for all batch rows, attention and the cache
+write per head, and no allocation.
 
 It is optional. The first time a plan wants it, ``load()`` compiles the source with the
 system's C++ compiler (``$CXX``, else ``g++``, else ``c++``; about 1-3 s, no PyTorch headers)
@@ -294,8 +295,8 @@ class KernelPlan:
             s.key_mask = key_mask.data_ptr()
         else:
             s.key_mask = None
-        n_new = T
-        if n_new > self.chunk and (int(idx.min()) < 0 or int(idx.max()) >= self.V):
+        chunked = self.chunk < T  # a prompt longer than one call takes
+        if chunked and (int(idx.min()) < 0 or int(idx.max()) >= self.V):
             return None  # checked before the first chunk writes into the cache
         logits = torch.empty(B, T, self.V)
         s.tokens_stride = idx.stride(0)

@@ -1,12 +1,15 @@
-"""GPT's one-token decode step, written as plain tensor functions on the weights.
+"""GPT's decode step as a guarded twin of its modules: what it supports, its weights, and
+the one-token step in plain tensor functions (the C++ step is ``decode_kernel``).
 
 Generating a token with a KV cache is tiny work: for batch 1, every matmul is a
 matrix-vector product and attention reads one query against the cached keys. On a CPU
 the cost is then mostly *overhead*, not arithmetic: each ``nn.Module`` call, each
 ``F.linear`` (which dispatches ``t`` and ``addmm``), each view and copy costs a few
 microseconds, and a 4-layer model makes a few hundred of them per token. So
-``GPT.forward_step`` sends the common case (one new token, no padding) here when the
-model is one this file covers, and runs the same maths with as few operations as it can:
+``GPT.forward_step`` sends its work here when the model is one this file covers:
+``decode_token`` runs the C++ step (``decode_kernel.py``: any number of new tokens, left
+padding included, in one call) when it is built, else, for one new token per row, the same
+maths in PyTorch with as few operations as it can:
 
 * the weights are gathered once per cache into a ``DecodePlan`` (one ``LayerWeights``
   per block), so no module attribute lookups happen per token;
@@ -32,9 +35,10 @@ faster per matrix, measured on 2 CPU cores. The halves are views of the weights 
 copy), so the plan always sees the current parameters. Batches larger than one, and
 weights off the CPU (where it was never measured), use ``F.linear``.
 
-``tests/models/test_gpt_decode.py`` holds this path equal to ``forward`` (and to the
+``tests/models/test_gpt_decode.py`` holds both steps equal to ``forward`` (and to the
 module path of ``forward_step``) for every position x norm x activation x bias x tying
-variant, for one row and for several.
+variant, for one row and for several; ``test_decode_kernel.py`` adds widths, padding and
+threads for the C++ one.
 """
 
 from __future__ import annotations
