@@ -187,9 +187,13 @@ class NGram(LanguageModel):
         # Rows are short (the tokens that followed that context), so gather them flat.
         lo = self.row_ptr[rows]
         lengths = self.row_ptr[rows + 1] - lo
-        flat_rows = seen.repeat_interleave(lengths)
-        offsets = torch.arange(int(lengths.sum()), device=node.device)
-        offsets = offsets - (torch.cumsum(lengths, 0) - lengths - lo).repeat_interleave(lengths)
+        # The total is needed for arange anyway; given as output_size, repeat_interleave
+        # does not sum the lengths again (on a GPU that sum is a second host sync).
+        total = int(lengths.sum())
+        flat_rows = seen.repeat_interleave(lengths, output_size=total)
+        offsets = torch.arange(total, device=node.device)
+        starts = torch.cumsum(lengths, 0) - lengths - lo
+        offsets = offsets - starts.repeat_interleave(lengths, output_size=total)
         probs = torch.full((N, V), k, dtype=torch.float32, device=node.device)  # (N, V)
         probs[flat_rows, self.next_token[offsets]] = self.counts[offsets].float() + k
         unseen = denom == 0  # k = 0 and the context never occurred: fall back to uniform
