@@ -2,6 +2,7 @@
 modules: equal for every width (vector and scalar tails), batch and padding; and when it
 cannot be built, decoding falls back with one warning."""
 
+import copy
 import itertools
 import warnings
 
@@ -183,13 +184,69 @@ def test_one_thread_for_small_models_and_torchs_count_for_large():
     assert decode_kernel.threads_for(big, 1) == torch.get_num_threads()
 
 
+# -- the packed matrices --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [16, 24, 48, 50, 96, 130])  # one panel, a 16/32 tail, padding
+def test_pack_lays_a_weight_out_in_panels_of_48_columns_k_major(n):
+    K = 7
+    w = torch.randn(n, K)
+    flat = decode_kernel.pack(w)
+    padded = -(-n // 16) * 16
+    assert flat.numel() == padded * K
+    columns, offset = [], 0
+    for n0 in range(0, padded, decode_kernel.PANEL):
+        width = min(decode_kernel.PANEL, padded - n0)
+        columns.append(flat[offset : offset + K * width].view(K, width).t())  # (width, K)
+        offset += K * width
+    back = torch.cat(columns)
+    assert torch.equal(back[:n], w) and not back[n:].any()  # the padding rows are zeros
+
+
+def test_the_kernel_sees_weights_changed_in_place_while_a_state_lives():
+    model = model_of(seed=6, pos="rope")
+    idx = torch.randint(0, 37, (2, 10))
+    fast, slow = model.new_state(2, 10), model.new_state(2, 10)
+    slow.plan = False
+    model.forward_step(idx[:, :4], fast), model.forward_step(idx[:, :4], slow)
+    packed = fast.plan.kernel.packed
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(idx, targets=idx)[1].backward()
+    optimizer.step()  # in place, as training between two generations does
+    got = model.forward_step(idx[:, 4:5], fast)
+    want = model.forward_step(idx[:, 4:5], slow)
+    assert fast.plan.kernel.packed[0] is not packed[0]  # packed again
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p))
+    model.load_state_dict(other.state_dict())  # copies in place
+    got = model.forward_step(idx[:, 5:6], fast)
+    torch.testing.assert_close(got, model.forward_step(idx[:, 5:6], slow), atol=2e-5, rtol=1e-5)
+
+
+def test_states_of_unchanged_weights_share_one_packed_copy():
+    model = model_of(seed=7)
+    a, b = model.new_state(1, 4), model.new_state(3, 6)
+    model.forward_step(torch.tensor([[1]]), a), model.forward_step(torch.tensor([[1], [2], [3]]), b)
+    assert all(x is y for x, y in zip(a.plan.kernel.packed, b.plan.kernel.packed))
+
+
 # -- building, and falling back ------------------------------------------------------------------
 
 
-def test_a_failed_build_warns_once_and_decoding_falls_back(monkeypatch, tmp_path):
+@pytest.mark.parametrize("missing", ["CXX names no file", "no compiler on PATH"])
+def test_a_failed_build_warns_once_and_decoding_falls_back(monkeypatch, tmp_path, missing):
     monkeypatch.setattr(decode_kernel, "_lib", None)
     monkeypatch.setattr(decode_kernel, "_failed", None)
-    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    if missing == "CXX names no file":
+        monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+        reason = "no-such-compiler"
+    else:
+        monkeypatch.delenv("CXX", raising=False)
+        monkeypatch.setenv("PATH", str(tmp_path))  # no g++, no c++
+        reason = "no C++ compiler found (install g++ or set CXX)"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model = model_of(seed=3)
     idx = torch.randint(0, 37, (2, 10))
@@ -197,7 +254,7 @@ def test_a_failed_build_warns_once_and_decoding_falls_back(monkeypatch, tmp_path
         state = model.new_state(2, 10)
         got = [model.forward_step(idx[:, :4], state)]
         got += [model.forward_step(idx[:, t : t + 1], state) for t in range(4, 10)]
-    assert state.plan.kernel is None and "no-such-compiler" in decode_kernel.failure()
+    assert state.plan.kernel is None and reason in decode_kernel.failure()
     torch.testing.assert_close(torch.cat(got, 1), model(idx)[0], atol=1e-5, rtol=1e-5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once: a second state does not warn again

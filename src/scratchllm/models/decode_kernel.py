@@ -8,9 +8,10 @@ matrix product streaming its weight rows once for all batch rows, attention and 
 write per head, and no allocation.
 
 It is optional. The first time a plan wants it, ``load()`` compiles the source with the
-system's C++ compiler (``$CXX``, else ``g++``, else ``c++``; about 1-3 s, no PyTorch headers)
-into ``$XDG_CACHE_HOME/scratchllm/kernels/`` (default ``~/.cache``), keyed by a hash of the
-source, flags, compiler and CPU, and later processes reuse it. If there is no compiler or
+system's C++ compiler (``$CXX``, else ``g++``, else ``c++``; about 5 s of CPU time with g++
+12, no PyTorch headers) into ``$XDG_CACHE_HOME/scratchllm/kernels/`` (default
+``~/.cache``), keyed by a hash of the source, flags, compiler and CPU, and later processes
+reuse it. If there is no compiler or
 the build fails, ``load()`` warns once and returns None, and decoding stays on the PyTorch
 path, which remains the reference: ``tests/models/test_decode_kernel.py`` holds the two
 equal. Set ``decode_kernel.enabled = False`` to use the PyTorch path anyway.
@@ -30,6 +31,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
@@ -51,8 +53,8 @@ class Layer(ctypes.Structure):
     _fields_ = [
         (name, _f32)
         for name in (
-            "ln1_w", "ln1_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
-            "ln2_w", "ln2_b", "fc_w", "fc_b", "out_w", "out_b",
+            "ln1_w", "ln1_b", "qkv_p", "qkv_b", "proj_p", "proj_b",
+            "ln2_w", "ln2_b", "fc_p", "fc_b", "out_p", "out_b",
         )
     ] + [("ln1_eps", ctypes.c_float), ("ln2_eps", ctypes.c_float)]  # fmt: skip
 
@@ -216,6 +218,67 @@ def _ptr(t: torch.Tensor | None):
 # Tokens per kernel call when a call brings many (a prompt): bounds the scratch memory.
 CHUNK_ROWS = 64
 
+PANEL = 48  # output columns per panel of a packed matrix (decode_kernel.cpp's PANEL)
+
+
+def pack(weight: torch.Tensor) -> torch.Tensor:
+    """A Linear's weight ``[N, K]`` as the C++ step's panels, flat: ``N`` rounded up to 16
+    with zero rows, cut into panels of ``PANEL`` output columns (the last one 16 or 32), each
+    stored k-major ``[K, width]``, one after another (see ``matmul_panels`` in the source).
+
+    >>> pack(torch.arange(6.0).view(1, 6)).view(6, 16)[:, 0].tolist()  # one panel, 16 wide
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+    N, K = weight.shape
+    w = weight.detach()
+    padded = -(-N // 16) * 16
+    if padded != N:
+        w = torch.cat([w, w.new_zeros(padded - N, K)])
+    full = padded // PANEL * PANEL
+    parts = [w[:full].reshape(-1, PANEL, K).transpose(1, 2).reshape(-1)]  # (panels, K, 48)
+    if full < padded:
+        parts.append(w[full:].t().reshape(-1))  # (K, 16 or 32)
+    return torch.cat(parts)
+
+
+def matrices(plan) -> list[torch.Tensor]:
+    """The four matrices of every layer that the C++ step reads packed: qkv, attention proj,
+    fc, mlp proj."""
+    four = ("c_attn", "attn_proj", "c_fc", "mlp_proj")
+    return [getattr(layer, name).weight for layer in plan.layers for name in four]
+
+
+def versions(tensors: list[torch.Tensor]) -> list[int] | None:
+    """The tensors' version counters, which every in-place change bumps (an optimizer step,
+    ``load_state_dict``, ``copy_``); None for inference tensors, which have none."""
+    try:
+        return [t._version for t in tensors]
+    except RuntimeError:
+        return None
+
+
+# model -> (its matrices and their versions when packed, the packed matrices): another
+# decode of the same weights reuses them. The same tensor objects at the same versions hold
+# the same numbers; a swapped tensor (``assign=True``) is another object.
+_packs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def packed_weights(plan) -> list[torch.Tensor]:
+    """``matrices(plan)`` packed by ``pack``, kept per model while its weights stay the same
+    (a copy as large as the blocks' weights: 42 MB for 6 x 384)."""
+    flat = matrices(plan)
+    now = versions(flat)
+    cached = _packs.get(plan.model)
+    if now is not None and cached is not None:
+        (tensors, then), packed = cached
+        if then == now and all(a is b for a, b in zip(tensors, flat)):
+            return packed
+    with torch.no_grad():
+        packed = [pack(w) for w in flat]
+    if now is not None:
+        _packs[plan.model] = ((flat, now), packed)
+    return packed
+
 
 class KernelPlan:
     """The ctypes structures for one model, batch size and cache length, and the call."""
@@ -236,13 +299,16 @@ class KernelPlan:
         layers = (Layer * len(plan.layers))()
         for dst, w in zip(layers, plan.layers):
             dst.ln1_w, dst.ln1_b = ptr(w.ln_1.weight), ptr(w.ln_1.bias)
-            dst.qkv_w, dst.qkv_b = ptr(w.c_attn.weight), ptr(w.c_attn.bias)
-            dst.proj_w, dst.proj_b = ptr(w.attn_proj.weight), ptr(w.attn_proj.bias)
+            dst.qkv_b, dst.proj_b = ptr(w.c_attn.bias), ptr(w.attn_proj.bias)
             dst.ln2_w, dst.ln2_b = ptr(w.ln_2.weight), ptr(w.ln_2.bias)
-            dst.fc_w, dst.fc_b = ptr(w.c_fc.weight), ptr(w.c_fc.bias)
-            dst.out_w, dst.out_b = ptr(w.mlp_proj.weight), ptr(w.mlp_proj.bias)
+            dst.fc_b, dst.out_b = ptr(w.c_fc.bias), ptr(w.mlp_proj.bias)
             dst.ln1_eps, dst.ln2_eps = w.ln_1.eps, w.ln_2.eps
         self.layers = layers
+        # The matrices are read from a packed copy, which unlike the views above would not
+        # see an in-place change of the weights: every call compares their versions.
+        self.plan = plan
+        self.matrices = matrices(plan)
+        self.repack()
         V, C = plan.wte.shape
         F = plan.layers[0].c_fc.weight.shape[0]
         rope = plan.rope or (None, None)
@@ -264,6 +330,13 @@ class KernelPlan:
         # What the pointers passed per call must point into (the C++ code trusts them).
         self.kv_shape = (len(plan.layers), 2, batch_size, plan.n_head, max_len, plan.head_dim)
         self.mask_shape = (batch_size, max_len)
+
+    def repack(self) -> None:
+        """Point the layers at the packed copy of the matrices as they are now."""
+        self.packed = packed_weights(self.plan)
+        for i, dst in enumerate(self.layers):
+            dst.qkv_p, dst.proj_p, dst.fc_p, dst.out_p = map(_ptr, self.packed[4 * i : 4 * i + 4])
+        self.versions = versions(self.matrices)
 
     def __call__(
         self,
@@ -287,6 +360,8 @@ class KernelPlan:
             raise ValueError(f"idx must be int64 ({s.B}, T), got {tuple(idx.shape)} {idx.dtype}")
         if idx.stride(1) != 1:
             idx = idx.contiguous()
+        if self.versions is not None and versions(self.matrices) != self.versions:
+            self.repack()  # the weights changed in place since they were packed
         if key_mask is not None:
             if key_mask.shape != self.mask_shape or not key_mask.is_contiguous():
                 raise ValueError(f"key_mask must be a contiguous {self.mask_shape} bool tensor")
