@@ -279,3 +279,23 @@ def test_built_library_is_cached_by_a_hash_of_source_compiler_and_cpu(tmp_path, 
     copy.write_text(decode_kernel.SOURCE.read_text() + "\n// changed\n")
     monkeypatch.setattr(decode_kernel, "SOURCE", copy)
     assert decode_kernel.library_path(cxx) != path
+
+
+@pytest.mark.parametrize("n_embd, ffn_hidden", [(64, 200), (48, 96), (128, 512)])
+def test_a_row_alone_gets_bitwise_the_logits_it_gets_in_a_batch(n_embd, ffn_hidden):
+    """One row runs several panels at once, a batch one panel for all rows: the sums are
+    the same, in the same order (what lets generate_batch promise the tokens of each
+    request alone)."""
+    model = model_of(seed=8, n_embd=n_embd, n_head=2, ffn_hidden=ffn_hidden, pos="rope")
+    idx = torch.randint(0, 37, (3, 9))
+
+    def run(rows: torch.Tensor) -> torch.Tensor:
+        state = model.new_state(rows.shape[0], 9)
+        got = [model.forward_step(rows[:, :5], state)]
+        got += [model.forward_step(rows[:, t : t + 1], state) for t in range(5, 9)]
+        assert state.plan.kernel is not None
+        return torch.cat(got, 1)
+
+    batch = run(idx)
+    for b in range(3):
+        assert torch.equal(run(idx[b : b + 1])[0], batch[b])

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -278,10 +279,47 @@ static void panel_rows(const float* X, int B, int K, const float* p, float* Y, i
     }
 }
 
+// One batch row, NP full panels at once (NP streams, 3 * NP chains of multiply-adds): with
+// one row, a panel alone is 3 chains of K dependent multiply-adds, bound by their latency
+// rather than by memory. Each output's sum is still k = 0..K-1 in order, as in ``panel``.
+template <int NP>
+static inline void panels_one_row(const float* X, int K, const float* p, float* Y,
+                                  const float* bias, bool add) {
+    constexpr int NV = 3 * NP;
+    const int64_t stride = (int64_t)PANEL * K;  // one panel to the next
+    v16 acc[NV];
+    for (int v = 0; v < NV; v++) acc[v] = v16{};
+    for (int k = 0; k < K; k++) {
+        const float xk = X[k];
+        for (int j = 0; j < NP; j++) {
+            const float* pk = p + j * stride + (int64_t)k * PANEL;
+            for (int v = 0; v < 3; v++) acc[3 * j + v] += xk * load16(pk + 16 * v);
+        }
+    }
+    float out[NV * 16];
+    std::memcpy(out, acc, sizeof out);
+    for (int j = 0; j < NP; j++)
+        for (int i = 0; i < PANEL; i++) {  // output n0 + j * PANEL + i is out[j * PANEL + i]
+            const float v = bias ? out[j * PANEL + i] + bias[j * PANEL + i] : out[j * PANEL + i];
+            Y[j * PANEL + i] = add ? Y[j * PANEL + i] + v : v;
+        }
+}
+
 // Panels [j0, j1) of Y = X W^T + bias (or Y += that), for all B batch rows; P is W packed.
 static void matmul_panels(const float* X, int B, int K, const float* P, int N, const float* bias,
                           float* Y, bool add, int j0, int j1) {
     const int padded = (N + 15) / 16 * 16;
+    if (B == 1) {  // full panels 4, then 2 at a time (measured at 6 x 384, one thread: 2.8-3.2
+                   // ms a token against 3.8-4.9 one panel at a time, 3.1-3.7 as dot products)
+        auto run = [&](auto np) {
+            constexpr int NP = decltype(np)::value;
+            for (; j0 + NP <= j1 && (j0 + NP) * PANEL <= N; j0 += NP)
+                panels_one_row<NP>(X, K, P + (int64_t)j0 * PANEL * K, Y + j0 * PANEL,
+                                   bias ? bias + j0 * PANEL : nullptr, add);
+        };
+        run(std::integral_constant<int, 4>{});
+        run(std::integral_constant<int, 2>{});
+    }
     for (int j = j0; j < j1; j++) {
         const int n0 = j * PANEL;
         const int nv = (padded - n0 < PANEL ? padded - n0 : PANEL) / 16;
