@@ -14,9 +14,11 @@ What is measured, on ../shared/data/tinyshakespeare.txt (char-level tokens):
 - stdlib-docs: extracting the built-in corpus (once; later runs read the cache).
 
 "x ours" = peer time / our time: above 1 means ours is faster. Times are the best of
-``--repeat`` runs, ours and the peer's in alternation; the shared machine's load makes
-absolute figures noisy. The n-gram scores from a dense table of log-probabilities (built on
-the first call after counting, when it fits ``NGram``'s ``DENSE_TABLE_LIMIT``).
+``--repeat`` runs, ours and the peer's in alternation, and the range is that of the
+round-by-round ratios; the shared machine's load makes absolute figures noisy. The n-gram
+scores from a dense table of log-probabilities when it fits ``NGram``'s
+``DENSE_TABLE_LIMIT`` (n=3 here; built on the first call after counting, so the first
+round's ratio includes building it), else from the sparse counts (n=5).
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ def best(fn, repeat: int) -> tuple[float, object]:
     return min(times), out
 
 
-def best_pair(ours, peer, repeat: int) -> tuple[float, object, float, object]:
-    """Best time of each, timed in alternation so the machine's drift hits both alike."""
+def best_pair(ours, peer, repeat: int) -> tuple[list[float], object, list[float], object]:
+    """The times of each, timed in alternation so the machine's drift hits both alike."""
     t_ours, t_peer, out_ours, out_peer = [], [], None, None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -59,7 +61,7 @@ def best_pair(ours, peer, repeat: int) -> tuple[float, object, float, object]:
         t0 = time.perf_counter()
         out_peer = peer()
         t_peer.append(time.perf_counter() - t0)
-    return min(t_ours), out_ours, min(t_peer), out_peer
+    return t_ours, out_ours, t_peer, out_peer
 
 
 def counter_ngrams(ids: list[int], n: int) -> tuple[Counter, Counter]:
@@ -136,7 +138,7 @@ def main() -> None:
         t_peer, _ = best(
             lambda: [nanogpt_get_batch(data, 64, 256, rng_b) for _ in range(reps)], args.repeat
         )
-        rows.append(("batch B=64 T=256 (per batch)", t_ours / reps, t_peer / reps, "nanoGPT"))
+        rows.append(("batch B=64 T=256 (per batch)", [t_ours / reps], [t_peer / reps], "nanoGPT"))
 
     import sysconfig
 
@@ -144,9 +146,14 @@ def main() -> None:
     docs = extract_docstrings(sysconfig.get_paths()["stdlib"])
     t_docs = time.perf_counter() - t0
 
-    print(f"{'case':<32} {'ours':>10} {'peer':>10} {'x ours':>8}  peer")
+    print(f"{'case':<32} {'ours':>10} {'peer':>10} {'x ours':>8}  [per-round range]  peer")
     for name, ours, peer, who in rows:
-        print(f"{name:<32} {ours * 1e3:>8.2f}ms {peer * 1e3:>8.2f}ms {peer / ours:>8.1f}  {who}")
+        ratios = [b / a for a, b in zip(ours, peer)]  # round by round, the peer run after ours
+        spread = f"[{min(ratios):.1f}-{max(ratios):.1f}]" if len(ratios) > 1 else ""
+        print(
+            f"{name:<32} {min(ours) * 1e3:>8.2f}ms {min(peer) * 1e3:>8.2f}ms "
+            f"{min(peer) / min(ours):>8.1f}  {spread:17}  {who}"
+        )
     print(f"stdlib-docs extraction: {len(docs) / 1e6:.2f} MB in {t_docs:.1f} s (once, then cached)")
 
 
