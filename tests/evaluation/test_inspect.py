@@ -273,6 +273,27 @@ def test_attention_maps_refuse_other_families_and_bad_lengths():
         attention_maps(model, [0] * 5, ["a"] * 5)
 
 
+@pytest.mark.parametrize("layers, heads, T", [(1, 1, 6), (2, 2, 12), (2, 5, 30)])
+def test_attention_grid_keeps_every_text_inside_the_figure(tmp_path, layers, heads, T):
+    from scratchllm.evaluation.inspect_attention import GRID_PNG, grid_figure, plot_attention
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=layers, n_head=heads, n_embd=4 * heads, block_size=32))
+    ids = torch.randint(0, 65, (T,)).tolist()
+    maps = attention_maps(model, ids, [chr(97 + i % 26) for i in ids])
+    if layers == 1:
+        assert is_png(plot_attention(maps, tmp_path)[-1]) and (tmp_path / GRID_PNG).is_file()
+    fig = grid_figure(maps, maps.tokens)
+    fig.canvas.draw()
+    box = fig.bbox
+    texts = [fig._suptitle] + [ax.title for ax in fig.axes]
+    assert "query down, key across" in fig._suptitle.get_text().replace("\n", " ")
+    for text in texts:
+        extent = text.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
+        assert box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
+
+
 # -- RNN ------------------------------------------------------------------------------------
 
 

@@ -53,7 +53,7 @@ def test_sdpa_and_reference_paths_agree_in_values_and_gradients(masking):
         attn.impl = impl
         attn.zero_grad()
         xi = x.clone().requires_grad_()
-        y = attn(xi, mask, is_causal)
+        y = attn(xi, mask=mask, is_causal=is_causal)
         (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
         outs.append(y.detach())
         grads.append([xi.grad] + [p.grad.clone() for p in attn.parameters()])
@@ -67,7 +67,7 @@ def test_reference_weights_are_causal_distributions_that_ignore_padding():
     attn = CausalSelfAttention(n_embd=16, n_head=2)
     attn.impl = "reference"
     mask, real = _padding_mask([6, 3], 6)
-    attn(torch.randn(2, 6, 16), mask, False)
+    attn(torch.randn(2, 6, 16), mask=mask, is_causal=False)
     w = attn.last_weights  # (B, H, T, T)
     assert w.shape == (2, 2, 6, 6)
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 6))

@@ -150,54 +150,6 @@ def test_cached_decoding_equals_full_forward(variant):
     assert state.length == 20
 
 
-FAST_VARIANTS = [
-    dict(pos=pos, norm=norm, act=act, bias=bias, tie_weights=tie, vocab_size=vocab)
-    for pos, norm, act, bias, tie, vocab in [
-        ("learned", "layernorm", "gelu", True, True, 31),
-        ("learned", "layernorm", "gelu_tanh", True, False, 32),
-        ("sinusoidal", "rmsnorm", "relu", False, True, 32),
-        ("rope", "layernorm", "gelu_tanh", False, False, 31),
-        ("rope", "rmsnorm", "gelu", True, True, 32),
-    ]
-]
-
-
-@pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("variant", FAST_VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
-def test_one_token_fast_path_equals_the_module_path(variant, batch):
-    from scratchllm.models.gpt_decode import DecodePlan
-
-    model = model_of(seed=4, ffn_hidden=50, **variant)  # 50 and 31 are not split in halves
-    idx = torch.randint(0, variant["vocab_size"], (batch, 12))
-    fast, slow = model.new_state(batch, 12), model.new_state(batch, 12)
-    slow.plan = False  # declines the fast path: every step runs through the modules
-    got, want = [], []
-    for state, out in ((fast, got), (slow, want)):
-        out.append(model.forward_step(idx[:, :6], state))
-        out += [model.forward_step(idx[:, t : t + 1], state) for t in range(6, 12)]
-    assert isinstance(fast.plan, DecodePlan)
-    torch.testing.assert_close(torch.cat(got, 1), torch.cat(want, 1), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.cat(got, 1), model(idx)[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fast.buffer, slow.buffer, atol=1e-6, rtol=1e-5)
-
-
-def test_fast_path_declines_what_it_does_not_cover():
-    idx = torch.randint(0, V, (1, 4))
-    moe, reference, training = model_of(ffn="moe"), model_of(), model_of().train()
-    reference.set_attention_impl("reference")
-    for model in (moe, reference, training):
-        state = model.new_state(1, 4)
-        model.forward_step(idx[:, :3], state)
-        model.forward_step(idx[:, 3:], state)
-        assert state.plan is False
-    fast = model_of()
-    state = fast.new_state(1, 4)
-    fast.forward_step(idx[:, :3], state)
-    assert state.plan is None  # a prompt (several tokens) never builds the plan
-    fast.forward_step(idx[:, 3:], state)
-    assert state.plan
-
-
 @pytest.mark.parametrize("variant", VARIANTS, ids=_id)
 def test_left_padded_rows_decode_like_their_prompt_alone(variant):
     model = model_of(seed=1, **variant)

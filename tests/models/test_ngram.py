@@ -66,6 +66,30 @@ def test_forward_matches_dict_counting(n, V, k, data):
     for doc in docs:
         model.fit(doc)
     assert_matches_reference(model, docs, window)
+    # The sparse path (models too large for the dense tables) gives the same numbers.
+    dense = model(torch.tensor([window]))[0]
+    original = ngram_module.DENSE_TABLE_LIMIT
+    ngram_module.DENSE_TABLE_LIMIT = 0
+    try:
+        assert_matches_reference(model, docs, window)
+        assert torch.equal(model(torch.tensor([window]))[0], dense)
+    finally:
+        ngram_module.DENSE_TABLE_LIMIT = original
+
+
+def test_dense_tables_follow_new_counts_and_loads(tmp_path):
+    model = NGram(NGramConfig(n=3, vocab_size=4, smoothing=0.5)).fit([0, 1, 2, 0, 1])
+    window = torch.tensor([[0, 1, 3, 2]])
+    before = model(window)[0]
+    assert model.dense_logprobs is not None and model.dense_child is not None
+    model.fit([1, 3, 2, 2, 1, 3])  # new contexts and counts: the tables are rebuilt
+    assert model.dense_logprobs is None
+    after = model(window)[0]
+    assert not torch.equal(before, after)
+    assert_matches_reference(model, [[0, 1, 2, 0, 1], [1, 3, 2, 2, 1, 3]], window[0].tolist())
+    model.save(tmp_path)
+    assert "dense_logprobs" not in load(tmp_path).state_dict()  # derived, never saved
+    torch.testing.assert_close(load(tmp_path)(window)[0], after)
 
 
 def test_probabilities_sum_to_one_and_loss_is_mean_nll():

@@ -227,19 +227,39 @@ def plot_attention(maps: AttentionMaps, out_dir: str | Path) -> list[Path]:
             ax.set_ylabel("query (attending)")
             ax.set_title(f"layer {layer}, head {h}", fontsize=10)
             paths.append(save_figure(fig, out_dir / HEAD_PNG.format(layer=layer, head=h)))
-    fig = new_figure(1.0 + 2.4 * H, 0.6 + 2.4 * L)
+    fig = grid_figure(maps, labels)
+    paths.append(save_figure(fig, out_dir / GRID_PNG))
+    if maps.scores is not None:
+        paths.extend(_plot_offsets(maps, out_dir))
+    maps.paths = paths
+    return paths
+
+
+def _wrap(text: str, width_inches: float, fontsize: float) -> str:
+    """``text`` broken into lines that fit a figure ``width_inches`` wide (a character of a
+    ``fontsize``-point sans font is about 0.55 em wide)."""
+    import textwrap
+
+    per_line = max(12, int(width_inches * 72 / (0.55 * fontsize)) - 2)
+    return "\n".join(textwrap.wrap(text, per_line))
+
+
+def grid_figure(maps: AttentionMaps, labels: list[str]) -> Any:
+    """Every head's map in one figure: layers down, heads across."""
+    L, H, T, _ = maps.weights.shape
+    width = max(1.0 + 2.4 * H, 4.0)  # wide enough for the title on two lines
+    title = _wrap(
+        "attention per layer (rows) and head (columns): query down, key across", width, 10
+    )
+    fig = new_figure(width, 0.3 * title.count("\n") + 0.9 + 2.4 * L)
     axes = fig.subplots(L, H, squeeze=False)
     for layer in range(L):
         for h in range(H):
             ax = axes[layer][h]
             _draw_map(ax, maps.weights[layer, h], labels, ticks=T <= 24)
             ax.set_title(f"L{layer} H{h}", fontsize=8)
-    fig.suptitle("attention per layer (rows) and head (columns): query down, key across")
-    paths.append(save_figure(fig, out_dir / GRID_PNG))
-    if maps.scores is not None:
-        paths.extend(_plot_offsets(maps, out_dir))
-    maps.paths = paths
-    return paths
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def _plot_offsets(maps: AttentionMaps, out_dir: Path) -> list[Path]:

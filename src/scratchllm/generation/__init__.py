@@ -2,13 +2,16 @@
 
 ``generate`` (greedy, sampling, beams; batches of unequal prompts; eos and stop strings),
 ``stream_generate`` (tokens or text as they come), ``beam_search`` (every beam with its
-score), and the logits processors they are built from. Importing this package loads
+score), ``generate_batch`` / ``stream_batch`` (many requests, each with its own settings, in
+one batch), and the logits processors they are built from. Importing this package loads
 no model and reads no files.
 """
 
+from scratchllm.generation.batch import Completion, Event, Request, generate_batch, stream_batch
 from scratchllm.generation.beam import BeamSearchOutput, beam_search
 from scratchllm.generation.config import GenerationConfig
-from scratchllm.generation.generate import PromptTruncatedWarning, generate, stream_generate
+from scratchllm.generation.generate import generate, stream_generate
+from scratchllm.generation.inputs import PromptTruncatedWarning
 from scratchllm.generation.processors import (
     ProcessorChain,
     RepetitionPenalty,
@@ -21,9 +24,12 @@ from scratchllm.generation.text import IncrementalDecoder, TextTracker
 
 __all__ = [
     "BeamSearchOutput",
+    "Completion",
+    "Event",
     "GenerationConfig",
     "IncrementalDecoder",
     "ProcessorChain",
+    "Request",
     "PromptTruncatedWarning",
     "RepetitionPenalty",
     "Temperature",
@@ -33,5 +39,7 @@ __all__ = [
     "beam_search",
     "build_processors",
     "generate",
+    "generate_batch",
+    "stream_batch",
     "stream_generate",
 ]

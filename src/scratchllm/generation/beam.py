@@ -34,10 +34,10 @@ from typing import Any
 
 import torch
 
-from scratchllm.generation.config import GenerationConfig
-from scratchllm.generation.inputs import Prompts
+from scratchllm.generation.config import GenerationConfig, resolve_config
+from scratchllm.generation.inputs import Prompts, prompts_for
 from scratchllm.generation.processors import LogitsProcessor, build_processors
-from scratchllm.generation.runner import StepRunner
+from scratchllm.generation.runner import StepRunner, eval_mode
 
 _NEG = -1.0e9  # the score of "no beam here" (as in Hugging Face, finite so sums stay finite)
 
@@ -54,31 +54,23 @@ class BeamSearchOutput:
 def beam_search(
     model: torch.nn.Module,
     idx: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
-    max_new_tokens: int,
-    num_beams: int,
+    max_new_tokens: int | None = None,
+    num_beams: int | None = None,
     *,
-    length_penalty: float = 1.0,
-    early_stopping: bool | str = False,
-    num_return_sequences: int = 1,
-    eos_token_id: int | Sequence[int] | None = None,
-    pad_token_id: int | None = None,
+    config: GenerationConfig | None = None,
     attention_mask: torch.Tensor | None = None,
-    repetition_penalty: float = 1.0,
-    use_cache: bool = True,
     logits_processor: Sequence[LogitsProcessor] = (),
+    **settings: Any,
 ) -> BeamSearchOutput:
-    """Beam search over ``idx`` (same prompt forms as ``generate``); see the module docstring."""
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        early_stopping=early_stopping,
-        num_return_sequences=num_return_sequences,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        repetition_penalty=repetition_penalty,
-        use_cache=use_cache,
-    )
+    """Beam search over ``idx`` (same prompt forms as ``generate``); see the module docstring.
+
+    The settings are ``GenerationConfig``'s fields (``config=`` or keywords); those that
+    matter here are ``length_penalty``, ``early_stopping``, ``num_return_sequences``,
+    ``eos_token_id``, ``pad_token_id``, ``repetition_penalty`` and ``use_cache``.
+    """
+    if num_beams is not None:
+        settings = {**settings, "num_beams": num_beams}
+    config = resolve_config("beam_search", config, max_new_tokens, settings)
     return run_beam_search(model, idx, config, attention_mask, logits_processor)
 
 
@@ -90,10 +82,8 @@ def run_beam_search(
     extra: Sequence[LogitsProcessor] = (),
 ) -> BeamSearchOutput:
     """``beam_search`` with the settings already validated in ``config``."""
-    from scratchllm.generation.generate import _eval_mode, _prompts
-
-    prompts = _prompts(model, idx, config, attention_mask)
-    with _eval_mode(model), torch.inference_mode():
+    prompts = prompts_for(model, idx, config, attention_mask, stacklevel=4)
+    with eval_mode(model), torch.inference_mode():
         return _BeamSearch(model, prompts, config, extra).run()
 
 

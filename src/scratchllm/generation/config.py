@@ -7,8 +7,11 @@ Face's ``stop_strings`` keeps it).
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scratchllm.generation.processors import check_sampling_args
 
@@ -88,6 +91,44 @@ class GenerationConfig:
         if self.pad_token_id is not None:
             return self.pad_token_id
         return self.eos_token_id[0] if self.eos_token_id else None
+
+
+# Every setting's name: what generate(), stream_generate() and beam_search() take as keywords.
+SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationConfig))
+
+
+def resolve_config(
+    caller: str,
+    config: GenerationConfig | None,
+    max_new_tokens: int | None,
+    settings: dict[str, Any],
+) -> GenerationConfig:
+    """The settings of one call: ``config`` (or the defaults) with ``max_new_tokens`` and the
+    keyword ``settings`` laid over it. An unknown keyword is a TypeError naming the closest
+    setting, as Python names an unknown argument.
+
+    >>> resolve_config("generate", None, 5, {"temperature": 0}).temperature
+    0
+    >>> resolve_config("generate", GenerationConfig(8, top_k=3), None, {}).max_new_tokens
+    8
+    """
+    unknown = [name for name in settings if name not in SETTINGS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], SETTINGS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TypeError(
+            f"{caller}() got an unknown setting {unknown[0]!r}{hint}; the settings are "
+            f"GenerationConfig's fields: {', '.join(SETTINGS)}"
+        )
+    if config is not None and not isinstance(config, GenerationConfig):
+        raise TypeError(f"config must be a GenerationConfig, got {type(config).__name__}")
+    if max_new_tokens is not None:
+        settings = {**settings, "max_new_tokens": max_new_tokens}
+    if config is None:
+        if "max_new_tokens" not in settings:
+            raise TypeError(f"{caller}() needs max_new_tokens (or config=GenerationConfig(...))")
+        return GenerationConfig(**settings)
+    return dataclasses.replace(config, **settings) if settings else config
 
 
 def _is_int(x: object) -> bool:

@@ -28,83 +28,61 @@ same tokens as its prompts run one by one with those seeds.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from scratchllm.generation.config import GenerationConfig, normalise_seeds
-from scratchllm.generation.inputs import Prompts, prepare_prompts
-from scratchllm.generation.processors import LogitsProcessor, build_processors
-from scratchllm.generation.runner import StepRunner, context_length_of
+from scratchllm.generation.beam import run_beam_search
+from scratchllm.generation.config import GenerationConfig, normalise_seeds, resolve_config
+from scratchllm.generation.inputs import (
+    Prompts,
+    PromptTruncatedWarning,
+    model_device,
+    prompts_for,
+)
+from scratchllm.generation.processors import LogitsProcessor, build_processors, sample_tokens
+from scratchllm.generation.runner import StepRunner, eval_mode
 from scratchllm.generation.text import TextTracker, decode_function
 
-
-class PromptTruncatedWarning(UserWarning):
-    """A prompt is longer than the model's context: only its last tokens condition it."""
+__all__ = ["PromptTruncatedWarning", "generate", "model_device", "stream_generate"]
 
 
 def generate(
     model: torch.nn.Module,
     idx: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
-    max_new_tokens: int,
+    max_new_tokens: int | None = None,
     *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    do_sample: bool | None = None,
-    num_beams: int = 1,
-    length_penalty: float = 1.0,
-    early_stopping: bool | str = False,
-    eos_token_id: int | Sequence[int] | None = None,
-    pad_token_id: int | None = None,
+    config: GenerationConfig | None = None,
     attention_mask: torch.Tensor | None = None,
-    stop: str | Sequence[str] | None = None,
     tokenizer: Any = None,
-    use_cache: bool = True,
-    seed: int | Sequence[int] | None = None,
     logits_processor: Sequence[LogitsProcessor] = (),
+    **settings: Any,
 ) -> torch.Tensor:
     """Continue each prompt by up to ``max_new_tokens`` tokens; return ids ``[B, T + n]``.
 
     ``idx``: a LongTensor ``[B, T]`` (``attention_mask`` 0 marks left padding), one list of
-    ids, or a list of id lists of any lengths. ``temperature=0`` or ``do_sample=False``
-    decodes greedily; otherwise tokens are sampled after ``temperature``, ``top_k`` and
-    ``top_p``. ``stop`` strings need ``tokenizer`` (anything with ``decode(ids) -> str``).
+    ids, or a list of id lists of any lengths. The settings are ``GenerationConfig``'s
+    fields, given as ``config=`` or as keywords (which override the config):
+    ``temperature=0`` or ``do_sample=False`` decodes greedily; otherwise tokens are sampled
+    after ``temperature``, ``top_k`` and ``top_p``; ``num_beams > 1`` runs beam search.
+    ``stop`` strings need ``tokenizer`` (anything with ``decode(ids) -> str``).
     ``logits_processor``: extra ``f(input_ids, logits) -> logits`` applied after the
     repetition penalty. See the module docstring for what comes back.
-    """
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        do_sample=do_sample,
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        early_stopping=early_stopping,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        stop=stop,
-        use_cache=use_cache,
-        seed=seed,
-    )
-    if config.num_beams > 1:
-        from scratchllm.generation.beam import run_beam_search
 
+    >>> generate(model, [[1, 2, 3]], 10, temperature=0.8, top_k=40, seed=0)  # doctest: +SKIP
+    """
+    config = resolve_config("generate", config, max_new_tokens, settings)
+    if config.num_beams > 1:
         return run_beam_search(model, idx, config, attention_mask, logits_processor).sequences[:, 0]
     decode = _stop_decoder(config, tokenizer)
-    prompts = _prompts(model, idx, config, attention_mask)
+    prompts = prompts_for(model, idx, config, attention_mask)
     if decode and prompts.shape[0] > 1 and config.fill_token_id is None:
         raise ValueError(
             "stop strings on a batch need pad_token_id (or eos_token_id) to fill the rows "
             "that stop before the others"
         )
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         loop = DecodeLoop(model, prompts, config, logits_processor)
         trackers = [TextTracker(decode, config.stop) for _ in range(loop.B)] if decode else None
         keep: dict[int, int] = {}  # rows ended by a stop string -> how many new tokens stay
@@ -120,21 +98,14 @@ def generate(
 def stream_generate(
     model: torch.nn.Module,
     prompt: torch.Tensor | Sequence[int],
-    max_new_tokens: int,
+    max_new_tokens: int | None = None,
     *,
+    config: GenerationConfig | None = None,
     tokenizer: Any = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    do_sample: bool | None = None,
-    eos_token_id: int | Sequence[int] | None = None,
-    stop: str | Sequence[str] | None = None,
-    use_cache: bool = True,
-    seed: int | None = None,
     logits_processor: Sequence[LogitsProcessor] = (),
+    **settings: Any,
 ) -> Iterator[int] | Iterator[str]:
-    """Generate for one prompt, yielding as the model goes.
+    """Generate for one prompt, yielding as the model goes (settings as for ``generate``).
 
     Without ``tokenizer`` it yields token ids; with one it yields text pieces, each made of
     whole characters (a character split over tokens comes out once complete). The eos
@@ -146,20 +117,15 @@ def stream_generate(
     >>> for piece in pieces:                                                  # doctest: +SKIP
     ...     print(piece, end="", flush=True)
     """
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        do_sample=do_sample,
-        eos_token_id=eos_token_id,
-        stop=stop,
-        use_cache=use_cache,
-        seed=seed,
-    )
+    config = resolve_config("stream_generate", config, max_new_tokens, settings)
+    if config.num_beams > 1:
+        raise ValueError(
+            f"stream_generate streams greedy or sampled tokens; beam search "
+            f"(num_beams={config.num_beams}) only knows its best beam at the end: "
+            "use beam_search() or generate()"
+        )
     decode = _stop_decoder(config, tokenizer) or (decode_function(tokenizer) if tokenizer else None)
-    prompts = _prompts(model, prompt, config, None)
+    prompts = prompts_for(model, prompt, config, None)
     if prompts.shape[0] != 1:
         raise ValueError(
             f"stream_generate takes one prompt, got {prompts.shape[0]}; use generate() for batches"
@@ -229,7 +195,7 @@ class DecodeLoop:
         logits = self.runner.next_logits(self.seq, self.cur)  # (B, V)
         if self.processors:
             logits = self.processors(self.seq[:, : self.cur], logits)
-        tokens = self._sample(logits) if self.sampling else logits.argmax(dim=-1)  # (B,)
+        tokens = sample_tokens(logits, self.generators) if self.sampling else logits.argmax(-1)
         if self.tracks_end:
             if self.fill is not None:
                 tokens = torch.where(self.ended, self.fill, tokens)  # ended rows are padded
@@ -238,16 +204,6 @@ class DecodeLoop:
         self.seq[:, self.cur] = tokens
         self.cur += 1
         return tokens
-
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
-        # Inverse-CDF sampling with one uniform per row from that row's own generator, so a
-        # row's draws do not depend on the other rows of the batch.
-        probs = torch.softmax(logits.float(), dim=-1)  # (B, V)
-        cdf = probs.cumsum(dim=-1)
-        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(cdf.device)
-        target = (u * cdf[:, -1])[:, None]  # (B, 1) scaled by the total to absorb rounding
-        tokens = torch.searchsorted(cdf, target, right=True)[:, 0]
-        return tokens.clamp_(max=logits.shape[-1] - 1)
 
     def all_ended(self) -> bool:
         return bool(self.ended.all())
@@ -290,7 +246,7 @@ def _stream_tokens(
     config: GenerationConfig,
     extra: Sequence[LogitsProcessor],
 ) -> Iterator[int]:
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         loop = DecodeLoop(model, prompts, config, extra)
         eos = set(config.eos_token_id or ())
         for _ in range(config.max_new_tokens):
@@ -309,7 +265,7 @@ def _stream_text(
 ) -> Iterator[str]:
     tracker = TextTracker(decode, config.stop)
     shown = 0  # characters of tracker.text already yielded
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         loop = DecodeLoop(model, prompts, config, extra)
         eos = set(config.eos_token_id or ())
         for _ in range(config.max_new_tokens):
@@ -331,31 +287,6 @@ def _stream_text(
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _prompts(
-    model: torch.nn.Module,
-    idx: Any,
-    config: GenerationConfig,
-    attention_mask: torch.Tensor | None,
-) -> Prompts:
-    prompts = prepare_prompts(
-        idx,
-        attention_mask=attention_mask,
-        pad_token_id=config.fill_token_id,
-        vocab_size=getattr(model, "vocab_size", None),
-        device=model_device(model),
-    )
-    ctx = context_length_of(model)
-    longest = prompts.shape[1] - min(prompts.pad_lens)
-    if longest > ctx:
-        warnings.warn(
-            f"prompt of {longest} tokens is longer than the model's context_length {ctx}; "
-            f"only its last {ctx} tokens condition the output",
-            PromptTruncatedWarning,
-            stacklevel=3,
-        )
-    return prompts
-
-
 def _stop_decoder(config: GenerationConfig, tokenizer: Any):
     if not config.stop:
         return None
@@ -365,23 +296,3 @@ def _stop_decoder(config: GenerationConfig, tokenizer: Any):
             "to read the generated text"
         )
     return decode_function(tokenizer)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for an empty module)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module):
-    """Generate with dropout off, then put the model back as it was."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)

@@ -12,10 +12,18 @@ next token is then written into the same column.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from scratchllm.generation.config import GenerationConfig
+
+
+class PromptTruncatedWarning(UserWarning):
+    """A prompt is longer than the model's context: only its last tokens condition it."""
 
 
 @dataclass
@@ -64,6 +72,57 @@ def prepare_prompts(
     if vocab_size is not None:
         _check_range(prompts, vocab_size)
     return prompts
+
+
+def prompts_for(
+    model: torch.nn.Module,
+    idx: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
+    config: GenerationConfig,
+    attention_mask: torch.Tensor | None = None,
+    stacklevel: int = 3,
+) -> Prompts:
+    """``prepare_prompts`` for ``model`` (its vocabulary and device), padded with the
+    config's fill id; warns (``PromptTruncatedWarning``) when a prompt is longer than the
+    model's context."""
+    prompts = prepare_prompts(
+        idx,
+        attention_mask=attention_mask,
+        pad_token_id=config.fill_token_id,
+        vocab_size=getattr(model, "vocab_size", None),
+        device=model_device(model),
+    )
+    warn_if_truncated(model, prompts, stacklevel)
+    return prompts
+
+
+def warn_if_truncated(model: torch.nn.Module, prompts: Prompts, stacklevel: int = 2) -> None:
+    """Warn (``PromptTruncatedWarning``) when a prompt is longer than the model's context."""
+    ctx = context_length_of(model)
+    longest = prompts.shape[1] - min(prompts.pad_lens)
+    if longest > ctx:
+        warnings.warn(
+            f"prompt of {longest} tokens is longer than the model's context_length {ctx}; "
+            f"only its last {ctx} tokens condition the output",
+            PromptTruncatedWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def context_length_of(model: torch.nn.Module) -> int:
+    """The model's context length as an int >= 1 (unbounded families give sys.maxsize)."""
+    ctx = getattr(model, "context_length", None)
+    if ctx is None or ctx == float("inf"):
+        return sys.maxsize
+    return max(int(ctx), 1)  # a unigram (context 0) still gets the last token; it ignores it
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for an empty module)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _from_tensor(idx: torch.Tensor, attention_mask: torch.Tensor | None) -> Prompts:

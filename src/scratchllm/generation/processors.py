@@ -174,3 +174,15 @@ def build_processors(
         if top_p is not None and top_p < 1.0:
             chain.append(TopP(top_p))
     return chain
+
+
+def sample_tokens(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """One token per row of ``logits [B, V]``, drawn from ``softmax(logits)`` by inverse CDF
+    with one uniform from row b's own ``generators[b]``, so a row's draws depend on nothing
+    but its logits and its generator (not on the other rows of the batch)."""
+    probs = torch.softmax(logits.float(), dim=-1)  # (B, V)
+    cdf = probs.cumsum(dim=-1)
+    u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(cdf.device)
+    target = (u * cdf[:, -1])[:, None]  # (B, 1) scaled by the total to absorb rounding
+    tokens = torch.searchsorted(cdf, target, right=True)[:, 0]
+    return tokens.clamp_(max=logits.shape[-1] - 1)

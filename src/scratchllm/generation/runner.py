@@ -29,20 +29,23 @@ what each prompt alone would see.
 
 from __future__ import annotations
 
-import sys
+import contextlib
 from typing import Any
 
 import torch
 
-from scratchllm.generation.inputs import Prompts
+from scratchllm.generation.inputs import Prompts, context_length_of
 
 
-def context_length_of(model: torch.nn.Module) -> int:
-    """The model's context length as an int >= 1 (unbounded families give sys.maxsize)."""
-    ctx = getattr(model, "context_length", None)
-    if ctx is None or ctx == float("inf"):
-        return sys.maxsize
-    return max(int(ctx), 1)  # a unigram (context 0) still gets the last token; it ignores it
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Generate with dropout off, then put the model back as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 class StepRunner:

@@ -32,45 +32,13 @@ from torch import nn
 from scratchllm.configs.models import GPTConfig
 from scratchllm.models.base import LanguageModel, lm_loss, register
 from scratchllm.models.gpt_decode import build_plan, decode_token
-from scratchllm.models.layers.attention import ATTENTION_IMPLS, CausalSelfAttention
-from scratchllm.models.layers.ffn import MLP, MoE
+from scratchllm.models.layers.attention import ATTENTION_IMPLS
+from scratchllm.models.layers.block import Block
 from scratchllm.models.layers.kv_cache import KVCache
 from scratchllm.models.layers.norms import make_norm
-from scratchllm.models.layers.positions import rope_tables, sinusoidal_table
+from scratchllm.models.layers.positions import rope_at, rope_tables, sinusoidal_table
 
-
-class Block(nn.Module):
-    """One pre-norm transformer block: attention, then the feed-forward part."""
-
-    def __init__(self, config: GPTConfig) -> None:
-        super().__init__()
-        c = config
-        hidden = c.ffn_hidden or 4 * c.n_embd
-        self.ln_1 = make_norm(c.norm, c.n_embd, c.bias, c.layer_norm_epsilon)
-        self.attn = CausalSelfAttention(c.n_embd, c.n_head, c.bias, c.dropout)
-        self.ln_2 = make_norm(c.norm, c.n_embd, c.bias, c.layer_norm_epsilon)
-        self.is_moe = c.ffn == "moe"
-        if self.is_moe:
-            self.mlp = MoE(c.n_embd, hidden, c.act, c.bias, c.dropout, c.n_expert, c.moe_top_k)
-        else:
-            self.mlp = MLP(c.n_embd, hidden, c.act, c.bias, c.dropout)
-
-    def forward(
-        self,
-        x: torch.Tensor,  # (B, T, C)
-        mask: torch.Tensor | None = None,
-        is_causal: bool = True,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-        start: int = 0,
-        token_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return the new residual stream and the MoE balancing loss (None for an MLP)."""
-        x = x + self.attn(self.ln_1(x), mask, is_causal, rope, cache, start)
-        if self.is_moe:
-            h, aux = self.mlp(self.ln_2(x), token_mask)
-            return x + h, aux
-        return x + self.mlp(self.ln_2(x)), None
+__all__ = ["GPT", "GPTConfig", "Block"]
 
 
 @register
@@ -145,10 +113,7 @@ class GPT(LanguageModel):
     def _rope(self, positions: slice | torch.Tensor):
         if self.config.pos != "rope":
             return None
-        # (T, D) -> (T, 1, 1, D) or (B, T, D) -> (B, T, 1, 1, D): broadcasts over (B, T, 2, H, D)
-        cos = self.rope_cos[positions][..., None, None, :]
-        sin = self.rope_sin[positions][..., None, None, :]
-        return cos, sin
+        return rope_at(self.rope_cos, self.rope_sin, positions)
 
     # -- training / scoring -------------------------------------------------------------
 
@@ -194,7 +159,9 @@ class GPT(LanguageModel):
         rope = self._rope(positions)
         aux = None
         for block in self.transformer.h:
-            x, block_aux = block(x, mask, mask is None, rope, None, 0, token_mask)
+            x, block_aux = block(
+                x, mask=mask, is_causal=mask is None, rope=rope, token_mask=token_mask
+            )
             if block_aux is not None:
                 aux = block_aux if aux is None else aux + block_aux
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
@@ -232,15 +199,6 @@ class GPT(LanguageModel):
             c.n_layer, batch_size, c.n_head, max_length, c.head_dim, w.dtype, w.device
         )
 
-    def _fast_decode(self) -> bool:
-        """Whether ``gpt_decode.decode_token`` covers this model: a dense MLP, the fused
-        attention (the reference one records weights), and no training-mode dropout."""
-        return (
-            self.config.ffn == "mlp"
-            and not self.training
-            and all(block.attn.impl == "sdpa" for block in self.transformer.h)
-        )
-
     @torch.inference_mode()
     def forward_step(
         self, idx: torch.Tensor, state: KVCache, pad_mask: torch.Tensor | None = None
@@ -258,14 +216,21 @@ class GPT(LanguageModel):
         if state.batch_size != B:
             raise ValueError(f"idx has {B} rows but the state was made for {state.batch_size}")
         start, positions, mask, is_causal = state.advance(T, pad_mask, self.config.block_size)
-        if T == 1 and mask is None and state.buffer is not None:
-            # One token, no padding: the same maths as below in a dozen kernels per layer.
-            if state.plan is None:  # decided once per state: gather the weights or decline
-                state.plan = build_plan(self, B) if self._fast_decode() else False
-            if state.plan:
-                return decode_token(state.plan, idx, state.buffer, start)
+        if state.buffer is not None:
+            # The fast path, when gpt_decode supports this model: the C++ step for any
+            # number of tokens, or PyTorch functions for one token, instead of the modules.
+            # The weights are gathered once per state (a decline is kept too); whether they
+            # still apply is checked on every call.
+            if state.plan is None:
+                state.plan = build_plan(self, B, state.max_length) or False
+            plan = state.plan
+            if plan and (T == 1 or plan.kernel is not None) and plan.applies():
+                pos = None if state.key_mask is None else positions  # (B, T) with padding
+                logits = decode_token(plan, idx, state.buffer, start, pos, state.key_mask)
+                if logits is not None:  # None: a token id out of range, which F.embedding names
+                    return logits
         x = self._embed(idx, positions)  # (B, T, C)
         rope = self._rope(positions)
         for block, k, v in zip(self.transformer.h, state.keys, state.values):
-            x, _ = block(x, mask, is_causal, rope, (k, v), start)
+            x, _ = block(x, mask=mask, is_causal=is_causal, rope=rope, cache=(k, v), start=start)
         return self.lm_head(self.transformer.ln_f(x))  # (B, T, V)

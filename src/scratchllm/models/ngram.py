@@ -49,6 +49,9 @@ from scratchllm.models.base import LanguageModel, lm_loss, register
 
 _BUFFERS = ("edge_keys", "edge_child", "row_ptr", "next_token", "counts")
 _FIT_CHUNK = 1 << 20  # tokens counted per pass, so fitting a huge corpus needs bounded memory
+# A dense [contexts + 1, V] table of log-probabilities is kept for scoring when it has at most
+# this many entries (32 MB of float32); larger models fill each row from the sparse counts.
+DENSE_TABLE_LIMIT = 1 << 23
 
 
 @register
@@ -66,8 +69,11 @@ class NGram(LanguageModel):
         self.register_buffer("row_ptr", torch.zeros(1, dtype=torch.long))  # one node: the root
         self.register_buffer("next_token", empty.clone())
         self.register_buffer("counts", empty.clone())
-        # Derived from counts and row_ptr, so not saved: how often each context occurred.
+        # Derived from counts and row_ptr, so not saved: how often each context occurred, and
+        # (built on first use) every context's log-probabilities, unseen context last.
         self.register_buffer("row_total", empty.clone(), persistent=False)
+        self.register_buffer("dense_logprobs", None, persistent=False)
+        self.register_buffer("dense_child", None, persistent=False)  # see _child_table
 
     @property
     def context_length(self) -> int:
@@ -140,6 +146,7 @@ class NGram(LanguageModel):
     def _derive_totals(self) -> None:
         csum = torch.cat([self.counts.new_zeros(1), self.counts.cumsum(0)])
         self.row_total = csum[self.row_ptr[1:]] - csum[self.row_ptr[:-1]]  # (K,)
+        self.dense_logprobs = self.dense_child = None  # the counts changed: rebuild when used
 
     # -- prediction ----------------------------------------------------------------------------
 
@@ -153,31 +160,71 @@ class NGram(LanguageModel):
         if idx.dim() != 2:
             raise ValueError(f"idx must be [B, T] token ids, got shape {tuple(idx.shape)}")
         B, T = idx.shape
-        V, k = self.config.vocab_size, float(self.config.smoothing)
+        V = self.config.vocab_size
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= V):
             raise ValueError(f"idx holds ids outside 0..{V - 1} (vocab_size {V})")
         idx = idx.to(self.row_ptr.device, torch.long)
         node = self._context_nodes(idx).reshape(-1)  # (B*T,) trie node, -1 if never seen
+        table = self._dense_table()
+        if table is not None:  # one row copy per position
+            rows = torch.where(node < 0, table.shape[0] - 1, node)
+            logits = table.index_select(0, rows).view(B, T, V)
+        else:
+            logits = self._logprob_rows(node).view(B, T, V)
+        loss = None if targets is None else lm_loss(logits, targets, loss_mask)
+        return logits, loss
+
+    def _logprob_rows(self, node: torch.Tensor) -> torch.Tensor:
+        """``[N, V]`` log-probabilities after the contexts ``node`` (``-1`` = never seen),
+        each row filled from that context's sparse counts."""
+        V, k = self.config.vocab_size, float(self.config.smoothing)
+        N = node.numel()
         seen = torch.nonzero(node >= 0).squeeze(1)  # positions whose context was counted
         rows = node[seen]
-        denom = torch.full((B * T,), k * V, dtype=torch.float32, device=idx.device)
+        denom = torch.full((N,), k * V, dtype=torch.float32, device=node.device)
         denom[seen] += self.row_total[rows].float()
         # Fill each seen context's row of V with its sparse counts (+ k); others stay at k.
         # Rows are short (the tokens that followed that context), so gather them flat.
         lo = self.row_ptr[rows]
         lengths = self.row_ptr[rows + 1] - lo
-        flat_rows = seen.repeat_interleave(lengths)
-        offsets = torch.arange(int(lengths.sum()), device=idx.device)
-        offsets = offsets - (torch.cumsum(lengths, 0) - lengths - lo).repeat_interleave(lengths)
-        probs = torch.full((B * T, V), k, dtype=torch.float32, device=idx.device)  # (B*T, V)
+        # The total is needed for arange anyway; given as output_size, repeat_interleave
+        # does not sum the lengths again (on a GPU that sum is a second host sync).
+        total = int(lengths.sum())
+        flat_rows = seen.repeat_interleave(lengths, output_size=total)
+        offsets = torch.arange(total, device=node.device)
+        starts = torch.cumsum(lengths, 0) - lengths - lo
+        offsets = offsets - starts.repeat_interleave(lengths, output_size=total)
+        probs = torch.full((N, V), k, dtype=torch.float32, device=node.device)  # (N, V)
         probs[flat_rows, self.next_token[offsets]] = self.counts[offsets].float() + k
         unseen = denom == 0  # k = 0 and the context never occurred: fall back to uniform
         if bool(unseen.any()):
             probs[unseen] = 1.0
             denom[unseen] = V
-        logits = (probs.log_() - denom.log()[:, None]).view(B, T, V)  # (B, T, V)
-        loss = None if targets is None else lm_loss(logits, targets, loss_mask)
-        return logits, loss
+        return probs.log_() - denom.log()[:, None]
+
+    def _dense_table(self) -> torch.Tensor | None:
+        """``[K + 1, V]``: row ``c`` the log-probabilities after context ``c``, the last row
+        those after a context never seen; None when it would exceed ``DENSE_TABLE_LIMIT``."""
+        K, V = self.num_contexts, self.config.vocab_size
+        if (K + 1) * V > DENSE_TABLE_LIMIT:
+            return None
+        if self.dense_logprobs is None or self.dense_logprobs.shape[0] != K + 1:
+            nodes = torch.arange(-1, K, device=self.row_ptr.device).roll(-1)  # 0..K-1, then -1
+            self.dense_logprobs = self._logprob_rows(nodes)
+        return self.dense_logprobs
+
+    def _child_table(self) -> torch.Tensor | None:
+        """The trie as a dense ``[(K + 1) * V]`` table: entry ``c * V + a`` is the child of
+        context ``c`` along token ``a`` (an edge key), ``K`` where there is none, and row ``K``
+        (an unseen context) leads to ``K`` again. None above ``DENSE_TABLE_LIMIT`` entries."""
+        K, V = self.num_contexts, self.config.vocab_size
+        if (K + 1) * V > DENSE_TABLE_LIMIT:
+            return None
+        if self.dense_child is None or self.dense_child.numel() != (K + 1) * V:
+            table = torch.full(((K + 1) * V,), K, dtype=torch.long, device=self.edge_keys.device)
+            table[self.edge_keys] = self.edge_child
+            self.dense_child = table
+        return self.dense_child
 
     def _context_nodes(self, idx: torch.Tensor) -> torch.Tensor:
         """The trie node of each position's context: ``[B, T] -> [B, T]`` (-1 = unseen).
@@ -186,11 +233,16 @@ class NGram(LanguageModel):
         is the newest context token for predicting position t + 1.
         """
         B, T = idx.shape
-        V = self.config.vocab_size
+        V, K = self.config.vocab_size, self.num_contexts
         node = torch.zeros(B, T, dtype=torch.long, device=idx.device)
         E = self.edge_keys.numel()
-        if self.num_contexts == 0:  # nothing counted yet: every context is unseen
+        if K == 0:  # nothing counted yet: every context is unseen
             return node - 1
+        child = self._child_table()
+        if child is not None:  # one gather per step back; K stands for "unseen" until the end
+            for j in range(1, min(self.context_length, T) + 1):
+                node[:, j - 1 :] = child.take(node[:, j - 1 :] * V + idx[:, : T - j + 1])
+            return node.masked_fill_(node == K, -1)
         for j in range(1, self.context_length + 1):
             if j > T:
                 break

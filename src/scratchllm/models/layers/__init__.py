@@ -7,11 +7,13 @@ from scratchllm.models.layers.attention import (
     CausalSelfAttention,
     reference_attention,
 )
+from scratchllm.models.layers.block import Block
 from scratchllm.models.layers.ffn import MLP, MoE, make_activation
 from scratchllm.models.layers.kv_cache import KVCache
 from scratchllm.models.layers.norms import LayerNorm, RMSNorm, make_norm
 from scratchllm.models.layers.positions import (
     apply_rope,
+    rope_at,
     rope_tables,
     sinusoidal_table,
 )
@@ -19,6 +21,7 @@ from scratchllm.models.layers.positions import (
 __all__ = [
     "ACTIVATIONS",
     "ATTENTION_IMPLS",
+    "Block",
     "FFNS",
     "MLP",
     "NORMS",
@@ -32,6 +35,7 @@ __all__ = [
     "make_activation",
     "make_norm",
     "reference_attention",
+    "rope_at",
     "rope_tables",
     "sinusoidal_table",
 ]

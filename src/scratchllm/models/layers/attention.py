@@ -79,13 +79,17 @@ class CausalSelfAttention(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         is_causal: bool = True,
+        *,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,
         start: int = 0,
     ) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``.
 
-        ``rope``: ``(cos, sin)`` shaped ``[T, 1, 1, D]`` or ``[B, T, 1, 1, D]``.
+        ``mask``: bool ``[B or 1, 1, T, T_k]``, True where a query may look; ``is_causal``:
+        let SDPA apply the causal mask itself (only when ``mask`` is None).
+        ``rope``: ``(cos, sin)`` from ``positions.rope_at`` (``[T, 1, 1, D]`` or
+        ``[B, T, 1, 1, D]``).
         ``cache``: preallocated ``(keys, values)`` buffers ``[B, H, max_length, D]``; this
         call writes its keys and values into slots ``start:start+T`` in place and attends
         over slots ``0:start+T``.

@@ -117,6 +117,15 @@ class KVCache:
             return start, slice(start, end), (k <= q)[None, None], False
 
         all_real = pad_mask is None
+        if all_real and T == 1:  # the common decode step of a padded batch: fewest ops
+            if self.max_position + 1 > block_size:
+                raise ValueError(_too_long(self.max_position + 1, block_size))
+            self.max_position += 1
+            positions = self.positions[:, None].clone()  # (B, 1)
+            self.positions += 1
+            self.key_mask[:, start] = True
+            self.length = end
+            return start, positions, self.key_mask[:, None, None, :end], False
         if all_real:
             pad_mask = torch.ones(B, T, dtype=torch.bool, device=self.key_mask.device)
             self.max_position += T  # every row gains T real tokens; no device sync needed

@@ -20,6 +20,12 @@ rebuilt on load, never saved.
 A position argument is either a ``slice`` (every row of the batch sits at the same
 positions, the common case) or a LongTensor ``[B, T]`` (left-padded rows, whose positions
 count real tokens only); ``table[positions]`` works for both.
+
+**The rope layout, in one place.** ``rope_tables`` gives ``cos`` and ``sin`` as
+``[block_size, head_dim]``; ``rope_at`` picks the rows of some positions and shapes them
+``[T, 1, 1, D]`` (or ``[B, T, 1, 1, D]``) to broadcast over the fused queries and keys
+``[B, T, 2, H, D]``, and ``apply_rope`` turns them. The model and its one-token decode path
+both go through ``rope_at``.
 """
 
 from __future__ import annotations
@@ -59,6 +65,20 @@ def rope_tables(block_size: int, head_dim: int, base: float = 10000.0):
     angle = torch.arange(block_size, dtype=torch.float64)[:, None] * inv_freq  # (T, D/2)
     angle = torch.cat((angle, angle), dim=-1)  # (T, D)
     return angle.cos().float(), angle.sin().float()
+
+
+def rope_at(
+    cos: torch.Tensor, sin: torch.Tensor, positions: Positions
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of the rope tables at ``positions``, shaped for ``apply_rope`` on q/k
+    laid out ``[B, T, 2, H, D]``: ``[T, 1, 1, D]`` for a slice, ``[B, T, 1, 1, D]`` for a
+    ``[B, T]`` tensor of positions.
+
+    >>> cos, sin = rope_tables(8, 4)
+    >>> tuple(rope_at(cos, sin, slice(2, 5))[0].shape)
+    (3, 1, 1, 4)
+    """
+    return cos[positions][..., None, None, :], sin[positions][..., None, None, :]
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,396 @@
+"""The optional C++ decode step (``decode_kernel.cpp``): built on first use, called with ctypes.
+
+``gpt_decode.decode_token_torch`` runs a step as about a dozen PyTorch kernels per block,
+and on a CPU each costs 2-170 us of dispatch while the arithmetic of a small model's step
+is a few microseconds. The C++ twin runs a whole ``forward_step`` in one call (a prompt in
+chunks of ``CHUNK_ROWS`` tokens, or one token per row): one loop over the layers, each
+matrix product streaming its weight rows once for all batch rows, attention and the cache
+write per head, and no allocation.
+
+It is optional. The first time a plan wants it, ``load()`` compiles the source with the
+system's C++ compiler (``$CXX``, else ``g++``, else ``c++``; about 5 s of CPU time with g++
+12, no PyTorch headers) into ``$XDG_CACHE_HOME/scratchllm/kernels/`` (default
+``~/.cache``), keyed by a hash of the source, flags, compiler and CPU, and later processes
+reuse it. If there is no compiler or
+the build fails, ``load()`` warns once and returns None, and decoding stays on the PyTorch
+path, which remains the reference: ``tests/models/test_decode_kernel.py`` holds the two
+equal. Set ``decode_kernel.enabled = False`` to use the PyTorch path anyway.
+
+Threads: the step runs on ``threads_for(model)`` threads from the OpenMP pool PyTorch uses
+(the kernel links the same ``libgomp``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+import weakref
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("decode_kernel.cpp")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+BUILD_TIMEOUT_S = 300
+
+enabled = True  # False: always use the PyTorch path (gpt_decode.decode_token)
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_failed: str | None = None  # why the kernel could not be built (warned once)
+
+_f32 = ctypes.POINTER(ctypes.c_float)
+
+
+class Layer(ctypes.Structure):
+    _fields_ = [
+        (name, _f32)
+        for name in (
+            "ln1_w", "ln1_b", "qkv_p", "qkv_b", "proj_p", "proj_b",
+            "ln2_w", "ln2_b", "fc_p", "fc_b", "out_p", "out_b",
+        )
+    ] + [("ln1_eps", ctypes.c_float), ("ln2_eps", ctypes.c_float)]  # fmt: skip
+
+
+class Model(ctypes.Structure):
+    _fields_ = [
+        *[(name, ctypes.c_int32) for name in ("n_layer", "C", "H", "D", "F", "V", "rms", "act")],
+        ("layers", ctypes.POINTER(Layer)),
+        *[(name, _f32) for name in ("wte", "pos", "rope_cos", "rope_sin", "lnf_w", "lnf_b")],
+        ("lnf_eps", ctypes.c_float),
+        ("head", _f32),
+    ]
+
+
+class Step(ctypes.Structure):
+    _fields_ = [
+        ("B", ctypes.c_int32),
+        ("T", ctypes.c_int32),
+        ("n_threads", ctypes.c_int32),
+        ("start", ctypes.c_int64),
+        ("max_len", ctypes.c_int64),
+        ("tokens", ctypes.c_void_p),
+        ("tokens_stride", ctypes.c_int64),
+        ("positions", ctypes.c_void_p),
+        ("key_mask", ctypes.c_void_p),
+        ("kv", ctypes.c_void_p),
+        ("logits", ctypes.c_void_p),
+        ("work", ctypes.c_void_p),
+    ]
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept: the user's cache, or the temp dir when that is not
+    writable."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "scratchllm" / "kernels"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"scratchllm-kernels-{user}"
+
+
+def compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+def _cpu_id() -> str:
+    """What ``-march=native`` depends on: the CPU's feature flags."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build(cxx: str, out: Path) -> None:
+    """Compile ``SOURCE`` into the shared library ``out`` (atomically: a half-written file
+    never takes its place). Raises OSError with the compiler's message on failure."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [cxx, *FLAGS, str(SOURCE), "-o", tmp],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+        )
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            errors = [line.strip() for line in lines if "error" in line.lower()]
+            first = errors[0] if errors else (lines[-1] if lines else f"exit {proc.returncode}")
+            raise OSError(f"{cxx} failed: {first}")
+        os.replace(tmp, out)
+    except subprocess.TimeoutExpired:
+        raise OSError(f"{cxx} took over {BUILD_TIMEOUT_S} s") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def library_path(cxx: str) -> Path:
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.stdout.encode()):
+        key.update(part)
+    key.update(_cpu_id().encode())
+    return cache_dir() / f"decode_kernel-{key.hexdigest()[:16]}.so"
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel (built on the first call of the process if not cached), or None
+    when it cannot be built here; the reason is warned once and kept in ``failure()``."""
+    global _lib, _failed
+    if _lib is not None or _failed is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _failed is not None:
+            return _lib
+        try:
+            cxx = compiler()
+            if cxx is None:
+                raise OSError("no C++ compiler found (install g++ or set CXX)")
+            path = library_path(cxx)
+            if not path.is_file():
+                build(cxx, path)
+            lib = ctypes.CDLL(str(path))
+            lib.decode_step.argtypes = [ctypes.POINTER(Model), ctypes.POINTER(Step)]
+            lib.decode_step.restype = ctypes.c_int32
+            lib.scratch_floats.argtypes = [
+                ctypes.POINTER(Model),
+                ctypes.c_int64,
+                ctypes.c_int32,
+                ctypes.c_int64,
+            ]
+            lib.scratch_floats.restype = ctypes.c_int64
+            _lib = lib
+        except (OSError, subprocess.SubprocessError, AttributeError) as e:
+            _failed = str(e)
+            warnings.warn(
+                f"scratchllm: the C++ decode step is unavailable ({_failed}); "
+                "decoding uses the PyTorch path",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _lib
+
+
+def failure() -> str | None:
+    """Why ``load()`` returned None, or None if it did not (or was not called yet)."""
+    return _failed
+
+
+# Below this many bytes of weights read per step (times the batch rows, a proxy for the
+# work), one thread: a small model's step takes tens of microseconds, which the threads'
+# barriers (two per matrix) would eat, and on a busy machine a barrier waits for the other
+# thread to be scheduled again.
+ONE_THREAD_BELOW = 8 << 20
+
+
+def threads_for(plan, batch_size: int) -> int:
+    """Threads for the step: 1 for a small model, else PyTorch's intra-op count
+    (``torch.set_num_threads``), since a large one is bound by memory bandwidth, which
+    every core adds to."""
+    weights = plan.wte.numel() + sum(m.weight.numel() for layer in plan.layers for m in layer)
+    if 4 * weights * batch_size < ONE_THREAD_BELOW:
+        return 1
+    return torch.get_num_threads()
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else ctypes.cast(t.data_ptr(), _f32)
+
+
+# Tokens per kernel call when a call brings many (a prompt): bounds the scratch memory.
+CHUNK_ROWS = 64
+
+PANEL = 48  # output columns per panel of a packed matrix (decode_kernel.cpp's PANEL)
+
+
+def pack(weight: torch.Tensor) -> torch.Tensor:
+    """A Linear's weight ``[N, K]`` as the C++ step's panels, flat: ``N`` rounded up to 16
+    with zero rows, cut into panels of ``PANEL`` output columns (the last one 16 or 32), each
+    stored k-major ``[K, width]``, one after another (see ``matmul_panels`` in the source).
+
+    >>> pack(torch.arange(6.0).view(1, 6)).view(6, 16)[:, 0].tolist()  # one panel, 16 wide
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+    N, K = weight.shape
+    w = weight.detach()
+    padded = -(-N // 16) * 16
+    if padded != N:
+        w = torch.cat([w, w.new_zeros(padded - N, K)])
+    full = padded // PANEL * PANEL
+    parts = [w[:full].reshape(-1, PANEL, K).transpose(1, 2).reshape(-1)]  # (panels, K, 48)
+    if full < padded:
+        parts.append(w[full:].t().reshape(-1))  # (K, 16 or 32)
+    return torch.cat(parts)
+
+
+def matrices(plan) -> list[torch.Tensor]:
+    """The four matrices of every layer that the C++ step reads packed: qkv, attention proj,
+    fc, mlp proj."""
+    four = ("c_attn", "attn_proj", "c_fc", "mlp_proj")
+    return [getattr(layer, name).weight for layer in plan.layers for name in four]
+
+
+def versions(tensors: list[torch.Tensor]) -> list[int] | None:
+    """The tensors' version counters, which every in-place change bumps (an optimizer step,
+    ``load_state_dict``, ``copy_``); None for inference tensors, which have none."""
+    try:
+        return [t._version for t in tensors]
+    except RuntimeError:
+        return None
+
+
+# model -> (its matrices and their versions when packed, the packed matrices): another
+# decode of the same weights reuses them. The same tensor objects at the same versions hold
+# the same numbers; a swapped tensor (``assign=True``) is another object.
+_packs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def packed_weights(plan) -> list[torch.Tensor]:
+    """``matrices(plan)`` packed by ``pack``, kept per model while its weights stay the same
+    (a copy as large as the blocks' weights: 42 MB for 6 x 384)."""
+    flat = matrices(plan)
+    now = versions(flat)
+    cached = _packs.get(plan.model)
+    if now is not None and cached is not None:
+        (tensors, then), packed = cached
+        if then == now and all(a is b for a, b in zip(tensors, flat)):
+            return packed
+    with torch.no_grad():
+        packed = [pack(w) for w in flat]
+    if now is not None:
+        _packs[plan.model] = ((flat, now), packed)
+    return packed
+
+
+class KernelPlan:
+    """The ctypes structures for one model, batch size and cache length, and the call."""
+
+    def __init__(self, plan, batch_size: int, max_len: int, n_threads: int) -> None:
+        lib = load()
+        assert lib is not None
+        self.fn = lib.decode_step
+        self.keep: list[torch.Tensor] = []  # holds every tensor a pointer below points into
+
+        def ptr(t: torch.Tensor | None):
+            if t is None:
+                return None
+            t = t.detach()
+            self.keep.append(t)
+            return _ptr(t)
+
+        layers = (Layer * len(plan.layers))()
+        for dst, w in zip(layers, plan.layers):
+            dst.ln1_w, dst.ln1_b = ptr(w.ln_1.weight), ptr(w.ln_1.bias)
+            dst.qkv_b, dst.proj_b = ptr(w.c_attn.bias), ptr(w.attn_proj.bias)
+            dst.ln2_w, dst.ln2_b = ptr(w.ln_2.weight), ptr(w.ln_2.bias)
+            dst.fc_b, dst.out_b = ptr(w.c_fc.bias), ptr(w.mlp_proj.bias)
+            dst.ln1_eps, dst.ln2_eps = w.ln_1.eps, w.ln_2.eps
+        self.layers = layers
+        # The matrices are read from a packed copy, which unlike the views above would not
+        # see an in-place change of the weights: every call compares their versions.
+        self.plan = plan
+        self.matrices = matrices(plan)
+        self.repack()
+        V, C = plan.wte.shape
+        F = plan.layers[0].c_fc.weight.shape[0]
+        rope = plan.rope or (None, None)
+        self.model = Model(
+            n_layer=len(plan.layers), C=C, H=plan.n_head, D=plan.head_dim, F=F, V=V,
+            rms=int(plan.ln_f.rms), act=("gelu", "gelu_tanh", "relu").index(plan.act),
+            layers=layers, wte=ptr(plan.wte), pos=ptr(plan.pos_table),
+            rope_cos=ptr(rope[0]), rope_sin=ptr(rope[1]), lnf_w=ptr(plan.ln_f.weight),
+            lnf_b=ptr(plan.ln_f.bias), lnf_eps=plan.ln_f.eps, head=ptr(plan.head.weight),
+        )  # fmt: skip
+        self.V = V
+        self.chunk = max(1, CHUNK_ROWS // batch_size)  # tokens per row and call
+        rows = batch_size * self.chunk
+        n_work = lib.scratch_floats(ctypes.byref(self.model), rows, n_threads, max_len)
+        self.work = torch.empty(n_work, dtype=torch.float32)
+        self.step = Step(B=batch_size, n_threads=n_threads, max_len=max_len)
+        self.step.work = self.work.data_ptr()
+        self.model_ref, self.step_ref = ctypes.byref(self.model), ctypes.byref(self.step)
+        # What the pointers passed per call must point into (the C++ code trusts them).
+        self.kv_shape = (len(plan.layers), 2, batch_size, plan.n_head, max_len, plan.head_dim)
+        self.mask_shape = (batch_size, max_len)
+
+    def repack(self) -> None:
+        """Point the layers at the packed copy of the matrices as they are now."""
+        self.packed = packed_weights(self.plan)
+        for i, dst in enumerate(self.layers):
+            dst.qkv_p, dst.proj_p, dst.fc_p, dst.out_p = map(_ptr, self.packed[4 * i : 4 * i + 4])
+        self.versions = versions(self.matrices)
+
+    def __call__(
+        self,
+        idx: torch.Tensor,
+        kv: torch.Tensor,
+        start: int,
+        positions: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """Logits ``[B, T, V]`` for ``idx [B, T]`` written into slots ``start..start+T`` of
+        the cache ``kv``, or None when a token id is outside the vocabulary. ``positions
+        [B, T]`` and ``key_mask [B, max_len]`` (True = real) come with left padding."""
+        s = self.step
+        B, T = idx.shape
+        if kv.shape != self.kv_shape or not kv.is_contiguous() or kv.dtype != torch.float32:
+            raise ValueError(
+                f"a cache of shape {tuple(kv.shape)} ({kv.dtype}) for a kernel made for "
+                f"{self.kv_shape}: build the plan for this state"
+            )
+        if B != s.B or idx.dtype != torch.int64:
+            raise ValueError(f"idx must be int64 ({s.B}, T), got {tuple(idx.shape)} {idx.dtype}")
+        if idx.stride(1) != 1:
+            idx = idx.contiguous()
+        if self.versions is not None and versions(self.matrices) != self.versions:
+            self.repack()  # the weights changed in place since they were packed
+        if key_mask is not None:
+            if key_mask.shape != self.mask_shape or not key_mask.is_contiguous():
+                raise ValueError(f"key_mask must be a contiguous {self.mask_shape} bool tensor")
+            if positions is None or positions.shape != (B, T) or positions.dtype != torch.int64:
+                raise ValueError(f"positions must be int64 ({B}, {T}) with a key_mask")
+            s.key_mask = key_mask.data_ptr()
+        else:
+            s.key_mask = None
+        chunked = self.chunk < T  # a prompt longer than one call takes
+        if chunked and (int(idx.min()) < 0 or int(idx.max()) >= self.V):
+            return None  # checked before the first chunk writes into the cache
+        logits = torch.empty(B, T, self.V)
+        s.tokens_stride = idx.stride(0)
+        s.kv = kv.data_ptr()
+        for c0 in range(0, T, self.chunk):
+            c1 = min(T, c0 + self.chunk)
+            s.T, s.start = c1 - c0, start + c0
+            s.tokens = idx[:, c0:].data_ptr()
+            pos = None if positions is None else positions[:, c0:c1].contiguous()
+            s.positions = None if pos is None else pos.data_ptr()
+            # The kernel writes (B, c1 - c0, V) densely: straight into logits when that is
+            # the whole of it or B is 1, else through a buffer.
+            out = logits if c1 - c0 == T or B == 1 else torch.empty(B, c1 - c0, self.V)
+            s.logits = out[:, c0 if out is logits else 0 :].data_ptr()
+            rc = self.fn(self.model_ref, self.step_ref)
+            if rc == 2:
+                return None
+            if rc != 0:
+                raise RuntimeError(f"decode_step failed with code {rc} (start {start}, T {T})")
+            if out is not logits:
+                logits[:, c0:c1] = out
+        return logits
