@@ -16,13 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 # System packages the tests drive: Debian's chromium and chromium-driver (the playground's
-# browser test; playwright's own browser download is not used) and curl (the examples of
-# docs/serving.md). Installed with apt when missing; CI runs as root, elsewhere sudo asks.
+# browser test; playwright's own browser download is not used), curl (the examples of
+# docs/serving.md) and g++ (the C++ decode step, held equal to PyTorch's). Installed with
+# apt when missing; CI runs as root, elsewhere sudo asks.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="chromium chromium-driver"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing $$missing (apt)"; \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; \
