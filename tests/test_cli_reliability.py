@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 
 import pytest
@@ -84,10 +85,9 @@ def test_an_interrupted_run_says_plain_resume(cats, tmp_path, capsys, monkeypatc
     real = trainer_module.Trainer._after_step
 
     def stop_at_3(self):
-        status = real(self)
         if self.step == 3:
-            raise KeyboardInterrupt
-        return status
+            signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, as in the step 411
+        return real(self)
 
     monkeypatch.setattr(trainer_module.Trainer, "_after_step", stop_at_3)
     out = tmp_path / "r"
