@@ -329,10 +329,18 @@ def test_an_unknown_flag_shows_the_verbs_usage(capsys, argv, usage):
     assert e.value.code == 2 and err.startswith(usage) and "unrecognized arguments" in err
 
 
-def test_samples_errors_name_the_flag(tmp_path, capsys):
-    code, _, err = _run(capsys, "train", "--data", "sticky:k=1", "--samples", "0", "--out",
-                        tmp_path / "r")  # fmt: skip
-    assert code == 2 and "samples (0) must be" in err and "n_samples" not in err
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["train", "--data", "sticky:k=1", "--samples", "0"], "samples (0) must be"),
+        (["fewshot", "--endpoint", "http://127.0.0.1:9/v1", "--endpoint-model", "m",
+          "--languages", "sticky:k=1", "--samples", "0"], "--samples must be at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_samples_errors_name_the_flag(tmp_path, capsys, argv, said):
+    code, _, err = _run(capsys, *argv, "--out", tmp_path / "r")
+    assert code == 2 and said in _one_line_error(err, argv[0]) and "n_samples" not in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_an_unseen_character_suggests_what_train_can_do(cats, tmp_path, capsys):

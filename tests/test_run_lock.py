@@ -75,6 +75,19 @@ def test_the_same_process_nests(tmp_path):
     assert lock_holder(tmp_path) is None
 
 
+def test_a_directory_made_for_the_lock_goes_with_it_when_nothing_was_written(tmp_path):
+    with run_lock(tmp_path / "new"):  # e.g. a train whose settings are then refused
+        pass
+    assert not (tmp_path / "new").exists()
+    with run_lock(tmp_path / "used"):
+        (tmp_path / "used" / "train.toml").write_text("")
+    assert (tmp_path / "used").is_dir()
+    (tmp_path / "mine").mkdir()  # there before: left as it was
+    with run_lock(tmp_path / "mine"):
+        pass
+    assert (tmp_path / "mine").is_dir()
+
+
 def test_readers_leave_a_save_in_progress_alone(holder, tmp_path):
     """Mid-swap (last/ renamed to .last.old/, .last.tmp/ being written) while the writer
     lives: a reader reads .last.old/ and deletes nothing; once the writer is dead, the

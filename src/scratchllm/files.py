@@ -168,6 +168,7 @@ class RunLock:
         self.path = self.directory / LOCK_FILE
         self.command = command if command is not None else _command_line()
         self.note: str | None = None  # set when a dead writer's lock was taken over
+        self._made = False  # whether acquire created the directory (release removes it if empty)
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -177,11 +178,13 @@ class RunLock:
         self.release()
 
     def acquire(self) -> RunLock:
-        output_directory(self.directory)
         key = os.path.realpath(self.path)
         if key in _HELD:
             _HELD[key][1] += 1
             return self
+        # Made here, for the lock: a writer that fails before writing anything leaves none.
+        self._made = not self.directory.exists()
+        output_directory(self.directory)
         fd, previous = _lock_file(self.path)
         if previous is not None:
             self.note = (
@@ -214,6 +217,9 @@ class RunLock:
         with contextlib.suppress(OSError):
             self.path.unlink()
         os.close(held[0])  # closing the descriptor releases the flock
+        if self._made:
+            with contextlib.suppress(OSError):  # (not empty: the writer wrote something)
+                self.directory.rmdir()
 
 
 def run_lock(directory: str | Path, command: str | None = None) -> RunLock:
