@@ -30,8 +30,12 @@ test-deps:
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; \
 	fi
 
+# A second `make demo` is refused while runs/demo holds a run (it may be one trained further
+# since); `make demo FORCE=1` replaces it.
 demo: $(STAMP)
-	$(BIN)/scratchllm demo
+	@if [ -z "$(FORCE)" ] && [ -e runs/demo/last ]; then \
+		echo "runs/demo already holds a run; make demo FORCE=1 replaces it" >&2; exit 2; fi
+	$(BIN)/scratchllm demo $(if $(FORCE),--force)
 
 test: $(STAMP) test-deps
 	$(BIN)/ruff check .

@@ -4,7 +4,9 @@ A page's runnable parts are
 
 - every ``scratchllm ...`` line of its ```bash blocks (a line ending in a backslash goes on
   on the next; ``#`` starts a comment; ``echo TEXT | scratchllm ...``, ``< FILE`` and
-  ``> FILE`` work as in a shell), run through ``scratchllm.cli.main`` in this process;
+  ``> FILE`` work as in a shell), run through ``scratchllm.cli.main`` in this process; a
+  command that ends in the comment ``# exits N`` must exit with status N (a refusal the
+  page shows), every other one with 0;
 - every ```python run block (the word ``run`` after ``python`` marks an example that runs;
   plain ```python blocks are illustrations), executed in one namespace shared by the
   page's blocks.
@@ -34,6 +36,7 @@ class Command:
     stdin: str | None = None  # echo TEXT | ..., or < FILE (read when run)
     stdin_file: str | None = None
     stdout_file: str | None = None  # > FILE
+    exit_code: int = 0  # "# exits N" at the end of the line
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Step:
 @dataclass
 class PageRun:
     outputs: list[tuple[Step, str]] = field(default_factory=list)  # each step and its stdout
+    errors: list[tuple[Step, str]] = field(default_factory=list)  # each command's stderr
     namespace: dict = field(default_factory=dict)  # the python examples' variables
 
     def output_of(self, *argv_start: str) -> str:
@@ -55,6 +59,14 @@ class PageRun:
             if step.command and step.command.argv[: len(argv_start)] == list(argv_start):
                 return out
         raise KeyError(f"no command scratchllm {' '.join(argv_start)} ... in the page")
+
+    def errors_of(self, *argv_start: str) -> list[str]:
+        """The stderr of every command whose arguments start with ``argv_start``."""
+        return [
+            err
+            for step, err in self.errors
+            if step.command.argv[: len(argv_start)] == list(argv_start)
+        ]
 
 
 def steps(text: str) -> list[Step]:
@@ -74,6 +86,7 @@ def bash_commands(block: str) -> list[Command]:
     """The ``scratchllm`` commands of one bash block's text."""
     commands = []
     for logical in re.sub(r"\\\n\s*", " ", block).splitlines():
+        expected = re.search(r"#\s*exits\s+(\d+)\s*$", logical)
         words = shlex.split(logical, comments=True)
         if not words:
             continue
@@ -83,7 +96,7 @@ def bash_commands(block: str) -> list[Command]:
             stdin, words = " ".join(words[1:bar]) + "\n", words[bar + 1 :]
         if not words or words[0] != "scratchllm":
             continue
-        command = Command([], stdin=stdin)
+        command = Command([], stdin=stdin, exit_code=int(expected.group(1)) if expected else 0)
         rest = iter(words[1:])
         for w in rest:
             if w == "<":
@@ -121,8 +134,9 @@ def run_page(page: str | Path, capsys) -> PageRun:  # noqa: ANN001 (pytest's cap
         finally:
             sys.stdin = saved
         captured = capsys.readouterr()
-        assert code == 0, (where, c.argv, captured.out[-2000:], captured.err[-2000:])
+        assert code == c.exit_code, (where, c.argv, captured.out[-2000:], captured.err[-2000:])
         if c.stdout_file:
             Path(c.stdout_file).write_text(captured.out, encoding="utf-8")
         done.outputs.append((step, captured.out))
+        done.errors.append((step, captured.err))
     return done

@@ -117,7 +117,8 @@ def test_unencodable_prompt_is_a_clear_error(run_dir, capsys):
     run, _, _ = run_dir
     code, out, err = _sample(capsys, str(run), "--prompt", "abc€")
     assert code == 2 and out == ""
-    assert "prompt cannot be encoded" in err and "'€'" in err
+    assert "the prompt's character '€' (U+20AC) at position 3 is not one of" in err
+    assert "leave it out of the prompt" in err and "unk=True" not in err
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -52,8 +52,14 @@ def test_demo_run_can_be_sampled_and_rerun(demo, capsys):
     out, _, _ = demo
     assert main(["sample", str(out), "--prompt", "Return", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("Return")
-    # A second demo into the same directory replaces the earlier demo run.
-    report = run_demo(out=out, quick=True, max_iters=2, new_tokens=5, say=lambda s: None)
+    # A second demo into the same directory is refused (nothing is touched) ...
+    before = (out / "last" / "model.safetensors").read_bytes()
+    code = main(["demo", "--quick", "--out", str(out)])
+    assert code == 2 and "already holds a run" in capsys.readouterr().err
+    assert (out / "last" / "model.safetensors").read_bytes() == before
+    # ... unless told to replace it.
+    report = run_demo(out=out, quick=True, max_iters=2, new_tokens=5, say=lambda s: None,
+                      force=True)  # fmt: skip
     assert report.steps == 2
 
 

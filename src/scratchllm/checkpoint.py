@@ -31,8 +31,13 @@ flushed to disk (fsync), then swapped in with two renames::
     .last.tmp/ -> last/      (2), then .last.old/ is deleted
 
 A crash (even SIGKILL) at any moment leaves a complete checkpoint: before (1) ``last/``
-is the old one; between (1) and (2) only ``.last.old/`` exists and every reader puts it
-back (``recover``); after (2) ``last/`` is the new one.
+is the old one; between (1) and (2) only ``.last.old/`` exists and the next reader puts
+it back (``recover``); after (2) ``last/`` is the new one.
+
+**One writer, many readers.** A writer holds the run directory's lock
+(``scratchllm.files.run_lock``). While it is at work, readers change nothing in the
+directory: one that finds itself between (1) and (2) reads ``.last.old/`` and, if that
+vanishes under it, reads again.
 
 >>> path = save_checkpoint("run/last", model, tokenizer)           # doctest: +SKIP
 >>> ckpt = load_checkpoint("run")                                  # doctest: +SKIP
@@ -45,6 +50,7 @@ import json
 import os
 import random
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,8 @@ import numpy as np
 import torch
 
 from scratchllm import __version__
+from scratchllm.device import resolve_device
+from scratchllm.files import lock_holder
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
 
@@ -70,9 +78,14 @@ STATE_FORMAT = 1
 
 def recover(directory: str | Path) -> Path:
     """Finish a swap a crash interrupted: put ``.NAME.old`` back as ``NAME`` if ``NAME`` is
-    missing, and delete stale temporary directories. Returns ``directory``."""
+    missing, and delete stale temporary directories. Returns ``directory``.
+
+    Nothing is touched while another process writes the run (it holds the run's lock): its
+    ``.NAME.tmp`` is a save in progress, not debris."""
     directory = Path(directory)
     old, tmp = _old_path(directory), _tmp_path(directory)
+    if _writer_elsewhere(directory.parent):
+        return directory
     if not directory.exists() and old.is_dir():
         old.replace(directory)
     elif old.exists():
@@ -87,18 +100,32 @@ def find_checkpoint(path: str | Path, which: str = LAST) -> Path:
     (``config.json``), else the run directory's ``last/`` (or ``best/`` with
     ``which="best"``).
 
+    Asking for ``best`` of a checkpoint directory other than a ``best/`` is an error (it
+    has no ``best/`` of its own; its run directory has).
+
     >>> find_checkpoint("out")            # doctest: +SKIP
     PosixPath('out/last')
     """
     if which not in (LAST, BEST):
         raise ValueError(f"which ({which!r}) must be {LAST!r} or {BEST!r}")
-    path = Path(path)
+    path = given = Path(path)
     if not path.exists() and not _old_path(path).exists():
         raise FileNotFoundError(f"{path}: no such checkpoint or run directory")
     recover(path)
+    if not path.exists() and (_old_path(path) / "config.json").is_file():
+        path = _old_path(path)  # mid-swap while its writer works: the complete old copy
     if (path / "config.json").is_file():
+        if which == BEST and given.name != BEST:
+            run = run_directory(given)
+            hint = f"pass the run directory {run} with --best, or " if run != given else ""
+            raise ValueError(
+                f"--best: {given} is a checkpoint directory, not a run directory, so it has "
+                f"no best/ to choose; {hint}drop --best to use {given} itself"
+            )
         return path
     sub = recover(path / which)
+    if not sub.exists() and (_old_path(sub) / "config.json").is_file():
+        sub = _old_path(sub)
     if (sub / "config.json").is_file():
         return sub
     raise FileNotFoundError(
@@ -258,6 +285,11 @@ class Checkpoint:
         np_state["state"] = dict(np_state["state"], key=np.asarray(np_state["state"]["key"]))
         np.random.set_state(np_state)
         if torch_state:
+            if "rng.torch" not in self.tensors:
+                raise ValueError(
+                    f"{self.path / STATE_TENSORS}: no torch RNG state (rng.torch) saved; "
+                    "was the checkpoint written by the NumPy engine?"
+                )
             torch.set_rng_state(self.tensors["rng.torch"])
             cuda = [self.tensors[k] for k in sorted(self.tensors) if k.startswith("rng.cuda.")]
             if cuda and torch.cuda.is_available():
@@ -273,9 +305,38 @@ def load_checkpoint(
     """Read a checkpoint (or a run directory's ``last/`` / ``best/``).
 
     Every problem is an error naming the file: a missing one (``FileNotFoundError``), a
-    truncated or corrupt one, or a tokenizer whose vocabulary does not match the model
-    (``ValueError``).
+    truncated or corrupt one, weights that are not finite or do not fit the config, or a
+    tokenizer whose vocabulary does not match the model (``ValueError``). ``device`` is
+    checked first (``resolve_device``). A checkpoint swapped in by its run's writer while
+    it was being read is read again.
     """
+    device = resolve_device(device)
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return _load(path, device, which, require_tokenizer)
+        except (OSError, ValueError):
+            p = Path(path)
+            if attempt == _READ_ATTEMPTS - 1 or not _writer_elsewhere(p, p.parent):
+                raise
+            time.sleep(0.1 * (attempt + 1))  # its writer is swapping it: read the new one
+    raise AssertionError("unreachable")
+
+
+_READ_ATTEMPTS = 4
+
+
+def _writer_elsewhere(*directories: Path) -> bool:
+    """Whether another live process holds the lock of one of these run directories."""
+    for d in directories:
+        holder = lock_holder(d)
+        if holder is not None and holder.get("pid") != os.getpid():
+            return True
+    return False
+
+
+def _load(
+    path: str | Path, device: torch.device, which: str, require_tokenizer: bool
+) -> Checkpoint:
     from scratchllm.models import load as load_model
     from scratchllm.tokenizers import TOKENIZER_FILE
     from scratchllm.tokenizers import load as load_tokenizer
@@ -330,9 +391,7 @@ def read_trainer_state(directory: str | Path) -> tuple[dict[str, Any], dict[str,
         tensors = load_file(str(tfile))
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ValueError(f"{tfile}: corrupt or truncated ({e})") from None
-    if "rng.torch" not in tensors:
-        raise ValueError(f"{tfile}: no torch RNG state in it; the file is not a trainer state")
-    return state, tensors
+    return state, tensors  # (no rng.torch in a NumPy engine's state: it has no torch RNG)
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ docstrings of Python's standard library: every machine with Python has it, so no
 downloaded), a character tokenizer, a 4-layer GPT trained for 1,000 steps on the CPU
 (about two minutes on two cores), then samples at a few temperatures. It goes through
 the same code as ``scratchllm train --preset demo``, so the run directory it leaves can be
-sampled, evaluated and resumed like any other.
+sampled, evaluated and resumed like any other. Like ``train``, it refuses to replace a run
+already in ``out`` unless told to (``force``), and holds the directory's lock while it works.
 
 >>> report = run_demo(out="runs/demo")        # doctest: +SKIP
 >>> report.val_loss, report.samples["greedy"] # doctest: +SKIP
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scratchllm.files import write_text
+from scratchllm.files import run_lock, write_text
 from scratchllm.training.settings import SETTINGS_FILE
 
 PROMPT = "Return the"
@@ -47,16 +48,30 @@ def run_demo(
     quick: bool = False,
     new_tokens: int | None = None,
     say: Callable[[str], None] = print,
+    force: bool = False,
 ) -> DemoReport:
     """Train the demo model into ``out`` and print what happens; see the module docstring.
 
-    ``quick`` shrinks everything (a 1-layer model, 20 steps) for tests.
+    ``quick`` shrinks everything (a 1-layer model, 20 steps) for tests; ``force`` replaces
+    a run already in ``out`` (without it, that is an error).
     """
-    from scratchllm.training.run import train_from_settings
+    with run_lock(out):  # from the first file to the marker, as one writer
+        return _run_demo(Path(out), max_iters, seed, quick, new_tokens, say, force)
+
+
+def _run_demo(
+    out: Path,
+    max_iters: int | None,
+    seed: int,
+    quick: bool,
+    new_tokens: int | None,
+    say: Callable[[str], None],
+    force: bool,
+) -> DemoReport:
+    from scratchllm.training.run import next_commands, train_from_settings
     from scratchllm.training.settings import resolve_settings
 
     t0 = time.perf_counter()
-    out = Path(out)
     flags: dict = {"data": "stdlib-docs", "seed": seed, "device": "cpu"}
     if quick:
         flags.update(QUICK)
@@ -64,7 +79,6 @@ def run_demo(
         flags["max_iters"] = max_iters
         flags["warmup_iters"] = min(flags.get("warmup_iters", 50), max_iters)
     settings = resolve_settings(flags, preset="demo")
-    force = _earlier_demo(out)
     new_tokens = new_tokens or (40 if quick else 240)
 
     say("scratchllm demo: a GPT learns to write like Python's documentation, from scratch.\n")
@@ -105,10 +119,11 @@ def run_demo(
         if (out / name.rstrip("/")).exists():
             say(f"  {out / name!s:<24} {what}")
     say("\nWhat next:")
+    further = [c for c in next_commands(run) if " train " in c[0]]
     for cmd, what in (
         (f"scratchllm sample {out} --prompt 'Return a'", "more text (--stream, --top-k ...)"),
         (f"scratchllm sample {out}", "type your own prompts"),
-        (f"scratchllm train --out {out} --resume --max-iters {2 * r.steps}", "keep training"),
+        *further,
         (f"scratchllm eval {out}/best --data stdlib-docs --split val", "measure perplexity"),
     ):
         say(f"  {cmd:<60} # {what}")
@@ -125,16 +140,6 @@ def _samples(model, tokenizer, new_tokens: int, seed: int) -> dict[str, str]:  #
         out = generate(model, [ids], new_tokens, temperature=temperature, seed=seed)
         texts[label] = tokenizer.decode(out[0, len(ids) :].tolist())
     return texts
-
-
-def _earlier_demo(out: Path) -> bool:
-    """Whether ``out`` holds a run this demo made (which it may replace); another run there
-    is refused by ``train_from_settings``."""
-    path = out / SETTINGS_FILE
-    try:
-        return MARKER in path.read_text(encoding="utf-8")
-    except OSError:
-        return False
 
 
 def _mark(out: Path) -> None:

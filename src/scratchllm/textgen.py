@@ -22,6 +22,7 @@ from scratchllm.checkpoint import BEST, LAST, load_checkpoint
 from scratchllm.generation import beam_search, generate, stream_generate
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
+from scratchllm.tokenizers.char import UnknownCharacterError
 
 
 def load_model(
@@ -43,6 +44,11 @@ def encode_prompt(tokenizer: Tokenizer, text: str) -> tuple[list[int], str]:
             return [0], ""
     try:
         ids = tokenizer.encode(text)
+    except UnknownCharacterError as e:
+        raise ValueError(
+            f"the prompt's {e.what} is not one of the {e.vocab_size} tokens of this model's "
+            "tokenizer (the model never saw it in training): leave it out of the prompt"
+        ) from None
     except ValueError as e:
         raise ValueError(f"the prompt cannot be encoded by this model's tokenizer: {e}") from None
     unk = getattr(tokenizer, "unk_id", None)

@@ -51,7 +51,12 @@ def test_train_char_and_word_save_what_the_library_trains(tmp_path, data_file, c
         TEXT, vocab_size=12, lowercase=True, nfkc=True
     )
 
-    rc, _, _ = run(capsys, "train", *args, "--min-frequency", 2)
+    rc, _, err = run(capsys, "train", *args, "--min-frequency", 2)  # the same --out
+    assert rc == 2 and "tokenizer.json already exists; pass --force" in err
+    assert load(tmp_path / "w") == WordTokenizer.train(  # untouched
+        TEXT, vocab_size=12, lowercase=True, nfkc=True
+    )
+    rc, _, _ = run(capsys, "train", *args, "--min-frequency", 2, "--force")
     assert rc == 0
     assert load(tmp_path / "w") == WordTokenizer.train(TEXT, min_frequency=2)
 
@@ -93,7 +98,7 @@ def test_non_utf8_data_file_names_the_file_and_byte_offset(tmp_path, capsys):
     bad.write_bytes(b"caf" + "é au lait".encode("latin-1"))
     rc, out, err = run(capsys, "train", "--kind", "char", "--data", bad, "--out", tmp_path / "o")
     assert rc == 2 and out == ""
-    assert f"{bad} is not UTF-8 text: byte 0xe9 at byte offset 3" in err
+    assert f"{bad}: not UTF-8 text: byte 0xe9 at byte offset 3" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -107,7 +112,7 @@ def test_non_utf8_stdin_is_a_clear_error(tmp_path, data_file, capsys, monkeypatc
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--kind", "char", "--data", "{missing}"], "does not exist"),
+        (["--kind", "char", "--data", "{missing}"], "no such file"),
         (["--kind", "word", "--data", "{data}", "--unk"], "--unk applies to --kind char, not word"),
         (
             ["--kind", "char", "--data", "{data}", "--lowercase"],

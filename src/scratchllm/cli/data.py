@@ -59,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("spec", metavar="SPEC", help="language spec, e.g. sticky:k=2")
     p.add_argument("file", nargs="?", default="-", help="file of samples; '-' reads stdin")
-    p.add_argument("--show", type=int, default=20, help="print at most this many invalid ones")
+    p.add_argument(
+        "--show", type=int, default=20, help="print at most this many invalid ones (0: none)"
+    )
     p.set_defaults(func=_verify)
 
 
@@ -111,24 +113,52 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _stdin_text() -> str:
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already text (a StringIO in tests)
+        return sys.stdin.read()
+    raw = buffer.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"<stdin>: not UTF-8 text: byte 0x{raw[e.start]:02x} at byte offset {e.start}; "
+            "pipe in a text file of samples"
+        ) from None
 
+
+def excerpt(sample: str, position: int, width: int = 60) -> tuple[str, int]:
+    """At most ``2 * width`` characters of ``sample`` around ``position`` (a cut marked
+    "..."), and where the position falls in them: a huge sample prints as one short line.
+
+    >>> excerpt("0123456789" * 10, 55, width=5)
+    ('...0123456789...', 8)
+    >>> excerpt("abc", 1)
+    ('abc', 1)
+    """
+    if len(sample) <= 2 * width:
+        return sample, position
+    lo, hi = max(0, position - width), min(len(sample), position + width)
+    head = ("..." if lo else "") + sample[lo:position]
+    return head + sample[position:hi] + ("..." if hi < len(sample) else ""), len(head)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from scratchllm.data.corpus import read_text_file
     from scratchllm.data.languages import END, get, verify_text
 
+    if args.show < 0:
+        raise ValueError(f"--show must be 0 or more, got {args.show}")
     lang = get(args.spec)  # a bad spec fails before reading a large input
-    if args.file == "-":
-        text = sys.stdin.read()
-    else:
-        path = Path(args.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path} (give a file of samples, or '-')")
-        text = path.read_text(encoding="utf-8")
+    text = _stdin_text() if args.file == "-" else read_text_file(args.file)
     n, invalid = verify_text(lang, text)
-    for i, sample, verdict in invalid[: max(args.show, 0)]:
-        print(f"sample {i}: invalid at position {verdict.position}: {verdict.reason}")
-        print(f"    {sample.removesuffix(END)}")
-        print(f"    {' ' * (verdict.position or 0)}^")
+    for i, sample, verdict in invalid[: args.show]:
+        sample = sample.removesuffix(END)
+        size = f" of {len(sample):,} characters" if len(sample) > 120 else ""
+        print(f"sample {i}: invalid at position {verdict.position}{size}: {verdict.reason}")
+        shown, caret = excerpt(sample, verdict.position or 0)
+        print(f"    {shown}")
+        print(f"    {' ' * caret}^")
     bad = len(invalid)
     if bad > args.show:
         print(f"... and {bad - args.show} more invalid samples")

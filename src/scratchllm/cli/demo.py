@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=1337, help="seed of the whole run")
     p.add_argument("--quick", action="store_true", help="a tiny model and 20 steps (for tests)")
+    p.add_argument(
+        "--force", action="store_true", help="replace a run already in --out (default: refuse)"
+    )
     p.set_defaults(func=run)
 
 
@@ -34,5 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_iters is not None and args.max_iters < 1:
         raise ValueError(f"--max-iters must be at least 1, got {args.max_iters}")
-    report = run_demo(out=args.out, max_iters=args.max_iters, seed=args.seed, quick=args.quick)
+    report = run_demo(
+        out=args.out, max_iters=args.max_iters, seed=args.seed, quick=args.quick, force=args.force
+    )
     return 0 if report.steps else 1

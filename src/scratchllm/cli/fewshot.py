@@ -110,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--api-key-env {args.api_key_env}: that environment variable is not set "
                 "(export it first; the key is never passed on the command line)"
             )
+    # Checked here so that the error names the flag (the config's field is n_samples).
+    for flag, value in (("--samples", args.samples), ("--shots", args.shots),
+                        ("--per-request", args.per_request), ("--max-tokens", args.max_tokens),
+                        ("--max-requests", args.max_requests)):  # fmt: skip
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
     config = FewShotConfig(
         endpoint=args.endpoint,
         model=args.endpoint_model,

@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--data", type=Path, required=True, help="UTF-8 training text file (required)")
     t.add_argument("--out", type=Path, required=True, help="directory to save into (required)")
     t.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a tokenizer.json already in --out (default: refuse)",
+    )
+    t.add_argument(
         "--vocab-size",
         type=int,
         metavar="N",
@@ -106,13 +111,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_decode)
 
 
-def read_text_file(path: Path) -> str:
-    """The UTF-8 text of ``path``, exactly (no newline translation); clear errors otherwise."""
-    if not path.exists():
-        raise FileNotFoundError(f"data file {path} does not exist")
-    return _decode_utf8(path.read_bytes(), str(path))
-
-
 def _decode_utf8(raw: bytes, name: str) -> str:
     try:
         return raw.decode("utf-8")
@@ -144,10 +142,23 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError("--kind bpe needs --vocab-size N (e.g. 4096)")
     if args.kind == "char":
         options["unk"] = args.unk  # this verb's char tokenizer caps only with --unk
-    text = read_text_file(args.data)
+    from scratchllm.data.corpus import read_text_file
+    from scratchllm.files import output_directory
+    from scratchllm.tokenizers.base import TOKENIZER_FILE
+    from scratchllm.tokenizers.factory import vocab_shortfall
+
+    existing = output_directory(args.out, create=False) / TOKENIZER_FILE  # (--out a file?)
+    if existing.exists() and not args.force:
+        raise UserError(
+            f"{existing} already exists; pass --force to replace it, or choose another --out"
+        )
+    text = read_text_file(args.data)  # exact text (no newline translation); named errors
     tok = train_tokenizer(args.kind, text, args.vocab_size, progress=not args.quiet, **options)
     path = tok.save(args.out)
     print(f"trained a {args.kind} tokenizer: vocab size {tok.vocab_size}, saved to {path}")
+    short = vocab_shortfall(tok, args.vocab_size)
+    if short:
+        print(f"note: {short}", file=sys.stderr)
     return 0
 
 

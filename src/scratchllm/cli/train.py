@@ -4,7 +4,7 @@
     scratchllm train --data input.txt --preset shakespeare-char --out runs/shakespeare
     scratchllm train --data markov:order=3 --model mlp --n 4 --max-iters 500 --out runs/mlp
     scratchllm train --config run.toml --lr 2e-3             # a file of settings, a flag wins
-    scratchllm train --out runs/shakespeare --resume --max-iters 4000   # continue, go further
+    scratchllm train --out runs/shakespeare --resume     # continue an interrupted run
 
 The work is ``scratchllm.training.run.train_run``; the settings (their layers, defaults
 and the TOML file) are ``scratchllm.training.settings``. Every flag's default is
@@ -15,7 +15,6 @@ given explicitly is told apart from one left at its default.
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +112,8 @@ def _preset_text(name: str) -> str:
 
 def summary_lines(run: Run) -> list[str]:
     """What a finished run prints: the losses, where its files are, what to do next."""
+    from scratchllm.training.run import next_commands
+
     r = run.result
     lines = []
     status = {"completed": "done", "early_stopped": "stopped early", "interrupted": "interrupted"}
@@ -141,12 +142,9 @@ def summary_lines(run: Run) -> list[str]:
         if path is not None:
             lines.append(f"  {label:<16} {path}")
     lines.append("next")
-    if run.data.language is not None:  # samples start from the separator; measure them
-        lines.append(f"  scratchllm sample {run.out} --prompt '' --num-samples 5")
-        lines.append(f"  scratchllm eval {run.out} --data {shlex.quote(run.settings['data'])}")
-    else:
-        lines.append(f"  scratchllm sample {run.out} --prompt 'The '")
-    lines.append(f"  scratchllm train --out {run.out} --resume --max-iters {2 * r.steps}")
+    commands = next_commands(run)
+    width = max(len(cmd) for cmd, _ in commands)
+    lines.extend(f"  {cmd:<{width}}  # {what}" for cmd, what in commands)
     return lines
 
 

@@ -108,7 +108,8 @@ def iter_text_file(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator
                     bad = data[e.start : e.start + 1].hex()
                     raise ValueError(
                         f"{path}: not UTF-8 text: byte 0x{bad} at byte offset "
-                        f"{offset + e.start} ({e.reason}); convert the file to UTF-8"
+                        f"{offset + e.start} ({e.reason}); pass a text file, or convert this "
+                        "one to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
                     ) from None
                 text, carry_bytes = data[: e.start].decode("utf-8"), data[e.start :]
             offset += len(data) - len(carry_bytes)

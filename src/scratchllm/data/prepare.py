@@ -32,7 +32,7 @@ from scratchllm.data.corpus import language_of, resolve_data
 from scratchllm.data.dataset import TokenDataset
 from scratchllm.data.languages import Language
 from scratchllm.files import read_json, write_json
-from scratchllm.tokenizers import KINDS, Tokenizer, load, train_tokenizer
+from scratchllm.tokenizers import KINDS, Tokenizer, UnknownCharacterError, load, train_tokenizer
 from scratchllm.tokenizers.factory import tokenizer_sha256
 
 PREPARED = "prepared.json"  # in the dataset directory: what it was made from
@@ -70,9 +70,12 @@ def prepare_data(
     corpus = resolve_data(config.data, n_samples=config.samples, seed=config.data_seed)
     if tokenizer is None:
         tokenizer = make_tokenizer(config.tokenizer, config.vocab_size, corpus.text)
-    _check_encodable(tokenizer, corpus.text, config)
+    _check_encodable(tokenizer, corpus.text[: 1 << 16], config)
     (directory / PREPARED).unlink(missing_ok=True)
-    dataset = TokenDataset.from_corpus(corpus, tokenizer, directory, config.val_fraction)
+    try:
+        dataset = TokenDataset.from_corpus(corpus, tokenizer, directory, config.val_fraction)
+    except UnknownCharacterError as e:  # past the part checked above
+        raise ValueError(_cannot_encode(config, e)) from None
     write_json(directory / PREPARED, key)
     return PreparedData(dataset, tokenizer, language, len(corpus.text))
 
@@ -96,11 +99,26 @@ def _check_encodable(tokenizer: Tokenizer, text: str, config: DataConfig) -> Non
     if config.tokenizer in KINDS:
         return
     try:
-        tokenizer.encode(text[: 1 << 16])
+        tokenizer.encode(text)
+    except UnknownCharacterError as e:
+        raise ValueError(_cannot_encode(config, e)) from None
     except ValueError as e:
         raise ValueError(
             f"--tokenizer {config.tokenizer} cannot encode --data {config.data}: {e}"
         ) from None
+
+
+def _cannot_encode(config: DataConfig, e: UnknownCharacterError) -> str:
+    """The way out for a train user (the tokenizer's own message gives Python's)."""
+    tok = config.tokenizer
+    if tok in KINDS:  # (a character tokenizer trained here covers its text)
+        return f"--data {config.data}: {e}"
+    return (
+        f"--tokenizer {tok} cannot encode --data {config.data}: its {e.what} is not one of "
+        f"the tokenizer's {e.vocab_size} tokens. Use a tokenizer made from this data "
+        "(--tokenizer char), or one that reads unseen characters as <unk>: scratchllm "
+        f"tokenizer train --kind char --unk --data {config.data} --out DIR"
+    )
 
 
 def _data_key(config: DataConfig) -> dict[str, Any]:

@@ -58,6 +58,7 @@ from scratchllm.evaluation.inspect_embeddings import (
 )
 from scratchllm.evaluation.inspect_ngram import NGRAM_PNG, NGramTable, ngram_table, plot_ngram_table
 from scratchllm.evaluation.inspect_rnn import RNN_PNG, RNNActivity, plot_rnn_hidden, rnn_activity
+from scratchllm.files import output_directory
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
 
@@ -167,8 +168,7 @@ def inspect_model(
             f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
             f"{model.vocab_size}; pass the tokenizer the model was trained with"
         )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_directory(out_dir)
     report = InspectReport(family)
     if family == "ngram":
         report.ngram = ngram_table(model, tokenizer, language, max_rows=max_rows)

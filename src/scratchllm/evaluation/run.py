@@ -16,6 +16,7 @@ directory's ``last/``, or ``best/``, or a checkpoint directory) and measures it 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,20 @@ from scratchllm.checkpoint import BEST, DATA_DIR, LAST, load_checkpoint, run_dir
 from scratchllm.configs.data import DEFAULT_VAL_FRACTION
 from scratchllm.data.corpus import Corpus, resolve_data
 from scratchllm.data.dataset import TokenDataset, validation_start
-from scratchllm.data.languages import split_samples
+from scratchllm.data.languages import Language, split_samples
 from scratchllm.evaluation.perplexity import evaluate_text
 from scratchllm.evaluation.validity import evaluate_language
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
+from scratchllm.tokenizers.char import UnknownCharacterError
 
 SPLITS = ("all", "val")
+
+
+class LanguageMismatchWarning(UserWarning):
+    """The model was not trained on the language it is measured on."""
+
+
 # The order a language result lists its main figures in (the rest follow).
 _LANGUAGE_ORDER = ("val_loss", "perplexity", "bits_per_char", "valid", "unique", "novel", "kl")
 
@@ -69,6 +77,9 @@ def evaluate_checkpoint(
     model, tokenizer = ckpt.model.eval(), ckpt.tokenizer
     corpus = resolve_data(data, n_samples=heldout, seed=seed + 1)
     if corpus.language is not None:
+        problem = language_mismatch(tokenizer, corpus.language, trained_language(ckpt.path))
+        if problem:  # said before the sampling, which takes minutes
+            warnings.warn(problem, LanguageMismatchWarning, stacklevel=2)
         train = None
         if train_data is not None:
             given = resolve_data(train_data, n_samples=train_samples, seed=train_seed)
@@ -89,6 +100,79 @@ def val_fraction_of(checkpoint: str | Path) -> float:
     return TokenDataset(directory).meta.val_fraction
 
 
+def trained_language(checkpoint: str | Path) -> str | None:
+    """The language spec a checkpoint was trained on, as its trainer state records it
+    (``best/`` has none: its run's ``last/`` is read); "" for text, None when unknown."""
+    import json
+
+    for directory in (Path(checkpoint), run_directory(checkpoint) / LAST):
+        try:
+            state = json.loads((directory / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and "language" in state:
+            return state["language"] or ""
+    return None
+
+
+def language_mismatch(tokenizer: Tokenizer, language: Language, trained: str | None) -> str | None:
+    """Why measuring a model with ``tokenizer`` (trained on the language spec ``trained``:
+    "" for text, None unknown) on ``language`` measures a mismatch, or None.
+
+    The tokenizer's alphabet against the language's: tokens that write symbols outside it
+    mean the model learned something else (a text model has a hundred such tokens)."""
+    alphabet = set(language.alphabet)
+    specials = set(getattr(tokenizer, "special_tokens", {}).values())
+    unk = getattr(tokenizer, "unk_id", None)
+    outside, written = [], set()
+    for i in range(tokenizer.vocab_size):
+        if i in specials or i == unk:
+            continue
+        piece = tokenizer.decode([i])
+        written.update(piece)
+        if piece and not set(piece) <= alphabet:
+            outside.append(piece)
+    if trained:
+        was = f"was trained on {trained}"
+    elif trained == "":
+        was = "was trained on text, not a language"
+    else:
+        was = "was not trained on it"
+    unwritable = sorted(alphabet - written)
+    if unwritable and unk is None:
+        raise ValueError(
+            f"the model's tokenizer has no token for {', '.join(map(repr, unwritable))} of "
+            f"{language.spec}'s alphabet {language.alphabet!r}, so it cannot be measured on "
+            f"it: the model {was}. Pass the language the model learned"
+        )
+    if trained and get_spec(trained) == language.spec:
+        return None
+    if trained is None and not outside:
+        return None
+    shown = ", ".join(repr(p) for p in outside[:5]) + (" ..." if len(outside) > 5 else "")
+    extra = (
+        f"; {len(outside)} of its tokenizer's {tokenizer.vocab_size} tokens ({shown}) write "
+        f"symbols outside {language.spec}'s alphabet {language.alphabet!r}"
+        if outside
+        else ""
+    )
+    return (
+        f"the model {was}{extra}: its samples will mostly be invalid, and the figures "
+        f"measure that mismatch. Pass the language the model learned, or a model trained "
+        f"on {language.spec}"
+    )
+
+
+def get_spec(spec: str) -> str | None:
+    """The canonical form of a language spec, or None when it is no valid spec."""
+    from scratchllm.data.languages import get
+
+    try:
+        return get(spec).spec
+    except ValueError:
+        return None
+
+
 def _on_text(
     model: LanguageModel, tokenizer: Tokenizer, text: str, val_fraction: float | None
 ) -> dict[str, Any]:
@@ -97,7 +181,13 @@ def _on_text(
         ids = tokenizer.encode(text)
         text = tokenizer.decode(ids[validation_start(len(ids), val_fraction, []) :])
         head["val_fraction"] = val_fraction
-    report = evaluate_text(model, tokenizer, text).to_dict()
+    try:
+        report = evaluate_text(model, tokenizer, text).to_dict()
+    except UnknownCharacterError as e:
+        raise ValueError(
+            f"the text's {e.what} is not one of the {e.vocab_size} tokens of the model's "
+            "tokenizer: measure the model on text like what it was trained on"
+        ) from None
     return {"val_loss": report.pop("loss"), **report, **head}
 
 

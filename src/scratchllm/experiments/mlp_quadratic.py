@@ -405,7 +405,8 @@ def plot_losses(result: MLPQuadraticResult, path: str | Path, smooth: int = 25) 
 
     Left: the training-batch loss of each way, averaged over ``smooth`` steps so the trend shows
     through the batch noise (log scale). Right: ``|a - b| / b`` step by step for each pair that
-    should coincide; float32 rounding stays near 1e-7, float64 near 1e-15.
+    should coincide; float32 rounding stays near 1e-7, float64 near 1e-15. A ``path``
+    without a suffix gets ``.png``; the path written is returned.
     """
     import matplotlib
 
@@ -413,6 +414,8 @@ def plot_losses(result: MLPQuadraticResult, path: str | Path, smooth: int = 25) 
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    if not path.suffix:  # matplotlib would add ".png" itself: return the name it writes
+        path = path.with_name(path.name + ".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Matching curves lie on top of each other: the dashes let the lower ones show through.
     styles = {

@@ -23,6 +23,8 @@ run code hidden in a pickle.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +127,15 @@ def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     if binary.is_file():
         try:
             state = torch.load(binary, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types for a bad or unsafe pickle
+        except pickle.UnpicklingError as e:  # a pickle that would run code or build objects
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            what = f" ({found.group(1)})" if found else ""
+            raise ValueError(
+                f"{binary}: cannot read the weights: the pickle holds more than tensors"
+                f"{what}, and scratchllm never runs a pickle's code. Get the model as "
+                "model.safetensors instead"
+            ) from None
+        except Exception as e:  # torch raises several types for a bad or truncated file
             raise ValueError(
                 f"{binary}: cannot read the weights ({type(e).__name__}: {e})"
             ) from None

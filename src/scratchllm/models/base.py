@@ -214,15 +214,20 @@ def read_config(directory: str | Path) -> tuple[type[LanguageModel], Any]:
 
 
 def load(directory: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
-    """Load a model of any family from a directory written by ``save``."""
+    """Load a model of any family from a directory written by ``save``: the config is
+    checked against the weights file's header before anything is allocated, and weights
+    that are not finite are refused (``models.weights_file``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
+    from scratchllm.models.weights_file import check_finite, check_header
+
     cls, config = read_config(directory)
-    model = cls(config)
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: missing model weights")
+    check_header(cls, config, weights, Path(directory) / CONFIG_FILE)  # before allocating
+    model = cls(config)
     try:
         missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError) as e:
@@ -232,4 +237,5 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> LanguageM
             f"{weights}: weights do not match the config (missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]})"
         )
+    check_finite(model, weights)
     return model.to(device).eval()

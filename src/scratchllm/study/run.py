@@ -47,7 +47,8 @@ from typing import Any
 from scratchllm.checkpoint import LAST, STATE_JSON
 from scratchllm.configs.data import DEFAULT_VAL_FRACTION
 from scratchllm.data.languages import Language
-from scratchllm.files import read_json, write_json
+from scratchllm.device import resolve_device
+from scratchllm.files import output_directory, read_json, write_json
 from scratchllm.models.base import LanguageModel
 from scratchllm.study.budgets import Budget, get_budget
 from scratchllm.study.specs import build_model, dir_name, parse_model_spec
@@ -88,6 +89,7 @@ class StudyConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} ({value!r}) must be a positive integer (or None: auto)")
+        resolve_device(self.device)  # up front, not run by run
 
 
 @dataclass(frozen=True)
@@ -205,8 +207,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] | None = None) -> 
     from scratchllm.study.outputs import write_outputs
 
     say = log or _stderr
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_directory(config.out_dir)
     tasks = plan_study(config)
     write_json(out / SETTINGS_FILE, _settings(config))
     rows: dict[int, dict[str, Any]] = {}

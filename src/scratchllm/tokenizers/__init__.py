@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .base import TOKENIZER_FILE, Tokenizer, read_tokenizer_json
 from .bpe import BPETokenizer
-from .char import CharTokenizer
+from .char import CharTokenizer, UnknownCharacterError
 from .factory import KINDS, train_tokenizer
 from .lookup import LOOKUPS, BinarySearchLookup, HashLookup, LinearScanLookup, make_lookup
 from .word import WordTokenizer
@@ -37,6 +37,7 @@ __all__ = [
     "BPETokenizer",
     "BinarySearchLookup",
     "CharTokenizer",
+    "UnknownCharacterError",
     "HashLookup",
     "KINDS",
     "LOOKUPS",

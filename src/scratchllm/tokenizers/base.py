@@ -28,7 +28,7 @@ from typing import Literal
 
 import regex
 
-from scratchllm.files import write_bytes
+from scratchllm.files import output_directory, write_bytes
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -230,8 +230,7 @@ def write_json(path: Path, data: dict) -> None:
 
 def save_json_tokenizer(directory: str | Path, data: dict) -> Path:
     """Write ``data`` as ``directory/tokenizer.json`` (creating the directory); its path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_directory(directory)
     path = directory / TOKENIZER_FILE
     write_json(path, data)
     return path

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 import regex
 
+from scratchllm.files import output_directory
 from scratchllm.tokenizers import bpe_hf, bpe_pattern
 from scratchllm.tokenizers.base import (
     TOKENIZER_FILE,
@@ -352,8 +353,7 @@ class BPETokenizer(Tokenizer):
         """
         import json
 
-        path = Path(directory) / TOKENIZER_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = output_directory(directory) / TOKENIZER_FILE
         data = bpe_hf.to_tokenizer_json(self._vocab, self._merges, self.pattern, self._specials)
         path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
         return path

@@ -56,6 +56,21 @@ _UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"  # native ord
 _CHUNK = 1 << 20  # characters per progress-bar step while training
 
 
+class UnknownCharacterError(ValueError):
+    """A character the vocabulary lacks (and no ``<unk>`` to read it as): ``char`` at
+    ``position``. Callers that know the user's way out (a flag, a command) say it instead
+    of the Python advice in the message."""
+
+    def __init__(self, message: str, char: str, position: int, vocab_size: int) -> None:
+        super().__init__(message)
+        self.char, self.position, self.vocab_size = char, position, vocab_size
+
+    @property
+    def what(self) -> str:
+        """The problem without the advice: "character 'Z' (U+005A) at position 3"."""
+        return f"character {self.char!r} (U+{ord(self.char):04X}) at position {self.position}"
+
+
 class CharTokenizer(Tokenizer):
     """Maps each character of its vocabulary to an id (see the module docstring)."""
 
@@ -165,10 +180,13 @@ class CharTokenizer(Tokenizer):
         if unknown:
             if not self.unk:
                 pos, ch = next((i, c) for i, c in enumerate(text) if c in unknown)
-                raise ValueError(
+                raise UnknownCharacterError(
                     f"character {ch!r} (U+{ord(ch):04X}) at position {pos} is not in the "
                     f"vocabulary of {self.vocab_size} characters; retrain on text that "
-                    "contains it, or build the tokenizer with unk=True to map it to <unk>"
+                    "contains it, or build the tokenizer with unk=True to map it to <unk>",
+                    ch,
+                    pos,
+                    self.vocab_size,
                 )
             table = {**table, **dict.fromkeys(map(ord, unknown), chr(self.unk_id))}
         return list(memoryview(text.translate(table).encode(_UTF32, "surrogatepass")).cast("I"))

@@ -90,6 +90,21 @@ def train_tokenizer(
     )
 
 
+def vocab_shortfall(tokenizer: Tokenizer, vocab_size: int | None) -> str | None:
+    """Why a BPE tokenizer trained for ``vocab_size`` tokens has fewer, or None: training
+    stops when no pair of tokens is left to merge, which a small text reaches early.
+
+    >>> vocab_shortfall(train_tokenizer("bpe", "abab", 300), 300)
+    'asked for 300 tokens, made 258: the text has no more pairs of tokens to merge'
+    """
+    if tokenizer.kind != "bpe" or vocab_size is None or tokenizer.vocab_size >= vocab_size:
+        return None
+    return (
+        f"asked for {vocab_size:,} tokens, made {tokenizer.vocab_size:,}: the text has no more "
+        "pairs of tokens to merge"
+    )
+
+
 def tokenizer_sha256(tokenizer: Tokenizer) -> str:
     """The SHA-256 of the ``tokenizer.json`` that ``tokenizer.save`` writes: what a token
     dataset records (``meta.tokenizer_sha256``) to say which tokenizer made it."""

@@ -1,4 +1,4 @@
-"""Choosing the device, and what a device can do (autocast, compile)."""
+"""What a device can do (autocast); choosing it is ``scratchllm.device.resolve_device``."""
 
 from __future__ import annotations
 
@@ -6,40 +6,7 @@ import contextlib
 
 import torch
 
-
-def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; a named device must exist.
-
-    Under torchrun each process takes the GPU of its ``local_rank``.
-
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    kind = name.split(":", 1)[0]
-    if kind == "auto":
-        if torch.cuda.is_available():
-            kind = "cuda"
-        elif _mps_available():
-            kind = "mps"
-        else:
-            kind = "cpu"
-        name = kind
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r}: CUDA is not available here; use --device cpu")
-        if local_rank is not None and ":" not in name:
-            return torch.device("cuda", local_rank)
-    elif kind == "mps":
-        if not _mps_available():
-            raise ValueError(f"device {name!r}: MPS is not available here; use --device cpu")
-    elif kind != "cpu":
-        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
-    return torch.device(name)
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
+from scratchllm.device import resolve_device as resolve_device  # its home before
 
 
 def autocast_dtype(dtype: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:

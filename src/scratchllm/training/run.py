@@ -9,6 +9,12 @@ from ``out/last``, and trains it with the ``Trainer``. The run directory it leav
     out/data/           the tokenized corpus (a TokenDataset) and its tokenizer
     out/last/, best/    checkpoints written by the Trainer (resume from last/)
     out/metrics.jsonl   one JSON object per logged step; out/loss.png the loss curve
+    out/.lock           while it runs: the one writer (``scratchllm.files.run_lock``)
+
+A run directory has one writer: ``train_from_settings`` holds its lock from the first
+file it writes to the last. On resume, what would make the run another run is refused:
+the data (``--data``, ``--samples``, ``--data-seed``, ``--val-fraction``), the tokenizer and
+the model; a changed schedule is allowed and said (``Trainer.resume``).
 
 >>> run = train_run("runs/cats", {"data": "cats.txt", "max_iters": 200})   # doctest: +SKIP
 >>> run.result.best_val_loss, run.result.checkpoint                        # doctest: +SKIP
@@ -16,7 +22,9 @@ from ``out/last``, and trains it with the ``Trainer``. The run directory it leav
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +35,12 @@ import torch
 
 from scratchllm import models
 from scratchllm.checkpoint import DATA_DIR, LAST, load_checkpoint
+from scratchllm.configs.train import TrainConfig
 from scratchllm.data.prepare import PreparedData, prepare_data
+from scratchllm.device import resolve_device
+from scratchllm.files import run_lock
 from scratchllm.models.base import LanguageModel
+from scratchllm.tokenizers.factory import vocab_shortfall
 from scratchllm.training import distributed
 from scratchllm.training.settings import (
     BY_KEY,
@@ -42,6 +54,10 @@ from scratchllm.training.settings import (
 )
 from scratchllm.training.trainer import Trainer, TrainResult
 
+# Settings a resume may not change: they make the data (the tokenizer and the model are
+# checked separately, against the checkpoint).
+RESUME_FIXED_DATA = ("data", "samples", "data_seed", "val_fraction")
+
 
 @dataclass
 class Run:
@@ -52,6 +68,8 @@ class Run:
     data: PreparedData
     model: LanguageModel
     result: TrainResult
+    train_config: TrainConfig
+    trainer_counting: bool = False  # a counting model (fitted, not trained in steps)
 
 
 def train_run(
@@ -74,14 +92,23 @@ def train_run(
     out = Path(out)
     values = dict(values or {})
     saved = saved_settings(out) if resume else None
-    if saved is not None:  # (a changed model setting is caught against the checkpoint)
-        for key in ("tokenizer", "vocab_size"):
-            if key in values and values[key] != saved.get(key, BY_KEY[key].default):
-                raise ValueError(
-                    f"--resume: --{key.replace('_', '-')} cannot change (the run in {out} used "
-                    f"{saved.get(key)!r}); the checkpoint's tokenizer is used"
-                )
     settings = resolve_settings(values, preset=preset, config=config, saved=saved)
+    if saved is not None:  # (a changed model setting is caught against the checkpoint)
+        for key in ("tokenizer", "vocab_size", *RESUME_FIXED_DATA):
+            was = saved.get(key, BY_KEY[key].default)
+            if settings[key] == was:
+                continue
+            if key in ("tokenizer", "vocab_size"):
+                why = "the checkpoint's tokenizer is used"
+            else:
+                why = (
+                    "a resumed run continues on its own data. Drop the setting, or train on "
+                    "other data in a new run (another --out)"
+                )
+            raise ValueError(
+                f"--resume: --{key.replace('_', '-')} cannot change (the run in {out} used "
+                f"{was!r}, now {settings[key]!r}); {why}"
+            )
     return train_from_settings(settings, out, resume=resume, force=force, say=say)
 
 
@@ -96,11 +123,32 @@ def train_from_settings(
     """Prepare the data, build (or restore) the model and train it into ``out``, with
     ``settings`` already resolved (``resolve_settings``)."""
     out = Path(out)
+    resolve_device(settings["device"])  # a missing device is one line, before any work
+    rank = distributed.detect().rank
+    with run_lock(out) if rank == 0 else contextlib.nullcontext() as lock:
+        if lock is not None and lock.note:
+            say(f"note      {lock.note}")
+        return _train_locked(settings, out, resume, force, say, rank)
+
+
+def _train_locked(
+    settings: dict[str, Any],
+    out: Path,
+    resume: bool,
+    force: bool,
+    say: Callable[[str], None],
+    rank: int,
+) -> Run:
     _check_out_dir(out, resume, force)
     ckpt_tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer if resume else None
     t0 = time.perf_counter()
-    rank = distributed.detect().rank
+    had_data = (out / DATA_DIR / "meta.json").is_file()
     data = prepare_data(data_config(settings), out / DATA_DIR, ckpt_tokenizer, rank=rank)
+    if resume and had_data and data.n_chars is not None:
+        say(
+            f"note      {settings['data']} changed since the run prepared it; its tokens are "
+            "made again, so the resumed run does not see the batches an unbroken run would"
+        )
     tok, ds = data.tokenizer, data.dataset
     mcfg = model_config(settings, tok.vocab_size)
     tcfg = train_config(settings, out, hasattr(mcfg, "block_size"))
@@ -110,7 +158,8 @@ def train_from_settings(
         f"data      {settings['data']}: {corpus}{m.n_tokens:,} tokens "
         f"({m.n_train:,} train, {m.n_val:,} validation) in {time.perf_counter() - t0:.1f} s"
     )
-    say(f"tokenizer {tok.kind}, {tok.vocab_size:,} tokens")
+    short = vocab_shortfall(tok, settings.get("vocab_size"))
+    say(f"tokenizer {tok.kind}, {tok.vocab_size:,} tokens" + (f" ({short})" if short else ""))
     if resume:
         trainer = Trainer.resume(out, ds, tcfg, data.language, log=say)
         if trainer.model.config != mcfg:
@@ -134,7 +183,37 @@ def train_from_settings(
     out.mkdir(parents=True, exist_ok=True)
     write_settings(out / SETTINGS_FILE, settings)
     result = trainer.train()
-    return Run(settings, out, data, model, result)
+    return Run(settings, out, data, model, result, tcfg, trainer.counting)
+
+
+def next_commands(run: Run) -> list[tuple[str, str]]:
+    """What to do after a run, as ``(command, what it does)``; honest about the schedule:
+    an interrupted run resumes as it was, a finished one goes further at its final
+    learning rate (a larger max_iters alone would stretch the cosine and raise the rate)."""
+    r, out, s = run.result, run.out, run.settings
+    cmds = []
+    if run.data.language is not None:  # samples start from the separator; measure them
+        cmds.append((f"scratchllm sample {out} --prompt '' --num-samples 5", "samples"))
+        cmds.append((f"scratchllm eval {out} --data {shlex.quote(s['data'])}", "measure them"))
+    else:
+        cmds.append((f"scratchllm sample {out} --prompt 'The '", "a sample"))
+    if r.status == "interrupted":
+        cmds.append((f"scratchllm train --out {out} --resume", "finish the run as planned"))
+    elif r.status == "early_stopped":
+        cmds.append(
+            (f"scratchllm sample {out} --best", f"the best weights (step {r.best_step}): the "
+             "validation loss stopped improving")
+        )  # fmt: skip
+    elif not run.trainer_counting:
+        more = f"scratchllm train --out {out} --resume --max-iters {2 * r.steps}"
+        cfg = run.train_config
+        if cfg.schedule == "cosine" and cfg.lr_decay_iters is None:
+            more += f" --lr-decay-iters {cfg.decay_iters}"
+            what = f"{r.steps:,} more steps at the final learning rate ({cfg.min_lr:g})"
+        else:
+            what = f"{r.steps:,} more steps on the same schedule"
+        cmds.append((more, what))
+    return cmds
 
 
 def _check_out_dir(out: Path, resume: bool, force: bool) -> None:

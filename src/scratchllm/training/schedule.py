@@ -39,3 +39,34 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.min_lr
     progress = (step - warmup) / (decay_end - warmup)  # 0 -> 1
     return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def schedule_change(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
+    """What resuming at ``step`` under ``new`` instead of ``old`` does to the learning
+    rate, in words; None when the schedule from ``step`` on is the same.
+
+    >>> old = TrainConfig(max_iters=2000)                 # warmup 100, cosine to step 2000
+    >>> import textwrap
+    >>> print(textwrap.fill(schedule_change(old, old.replace(max_iters=822), step=411), 80))
+    the resume changes the learning-rate schedule: the cosine ends at step 822 (was
+    2000: lr_decay_iters follows max_iters unless set), warmup 41 steps (was 100);
+    the learning rate at step 411 is 0.000587 (was 0.000942)
+    >>> schedule_change(old, old.replace(max_iters=4000, lr_decay_iters=2000), step=2000) is None
+    True
+    """
+    changes = []
+    if new.decay_iters != old.decay_iters and new.schedule == old.schedule == "cosine":
+        why = ": lr_decay_iters follows max_iters unless set" if new.lr_decay_iters is None else ""
+        changes.append(f"the cosine ends at step {new.decay_iters} (was {old.decay_iters}{why})")
+    if new.warmup_steps != old.warmup_steps:
+        changes.append(f"warmup {new.warmup_steps} steps (was {old.warmup_steps})")
+    for name in ("schedule", "lr", "min_lr"):
+        a, b = getattr(old, name), getattr(new, name)
+        if a != b:
+            changes.append(f"{name} {b:g} (was {a:g})" if name != "schedule" else f"{b} (was {a})")
+    if not changes:
+        return None
+    before, after = lr_at(step, old), lr_at(step, new)
+    at = f"; the learning rate at step {step} is {after:.3g}"
+    at += f" (was {before:.3g})" if before != after else " (as before)"
+    return "the resume changes the learning-rate schedule: " + ", ".join(changes) + at

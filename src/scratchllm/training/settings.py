@@ -45,6 +45,7 @@ from scratchllm.configs.train import DEFAULT_BLOCK_SIZE, SCHEDULES, TrainConfig
 from scratchllm.files import write_text
 
 SETTINGS_FILE = "train.toml"  # in the run directory: the resolved settings
+TABLES = ("data", "model", "train")  # the TOML tables settings may sit in (Option.group)
 DEFAULT_MODEL = "gpt"
 _DATA = {f.name: f.default for f in dataclasses.fields(DataConfig)}
 _TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -268,7 +269,8 @@ def _example(o: Option) -> Any:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Settings from a TOML file: top-level keys and keys one table deep ([model], ...).
+    """Settings from a TOML file: top-level keys and keys one table deep in ``TABLES``
+    ([data], [model], [train]); another table is an error, not silently read.
 
     Keys may be written as the flags (``max-iters``) or as Python names (``max_iters``).
     """
@@ -281,6 +283,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"--config {path}: not valid TOML ({e})") from None
     flat: dict[str, Any] = {}
     for key, value in raw.items():
+        if isinstance(value, dict) and key not in TABLES:
+            raise ValueError(
+                f"--config {path}: unknown table [{key}]; settings go at the top level or in "
+                f"{', '.join(f'[{t}]' for t in TABLES)}"
+            )
         items = value.items() if isinstance(value, dict) else [(key, value)]
         for k, v in items:
             k = k.replace("-", "_")

@@ -28,14 +28,22 @@ on the whole training split in one pass, evaluated and saved: one "step".
 
 **Stopping.** Ctrl-C (SIGINT) finishes the current step, saves a checkpoint, writes the
 plot and returns with ``status="interrupted"``; a second Ctrl-C stops at once without
-saving. A NaN or inf loss raises ``TrainingDiverged`` without saving: the last checkpoint
-on disk is the last good one.
+saving. A NaN or inf loss raises ``TrainingDiverged`` without saving anything after it;
+its message names the checkpoints on disk with their validation losses.
+
+**The run directory has one writer.** ``train`` holds ``out_dir``'s lock
+(``scratchllm.files.run_lock``) from start to end, so a second trainer on the same
+directory is refused while readers go on reading it. Both splits are checked against the
+window before step 1, and an evaluation's metrics row is on disk before its checkpoint
+is swapped in, so a kill between the two loses nothing a resume cannot redo.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import random
 import signal
 import sys
@@ -57,13 +65,14 @@ from scratchllm.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from scratchllm.configs.data import DEFAULT_VAL_FRACTION
 from scratchllm.configs.train import TrainConfig
 from scratchllm.data.corpus import language_of
 from scratchllm.data.dataset import TokenDataset
 from scratchllm.data.languages import Language
 from scratchllm.data.languages import get as get_language
 from scratchllm.evaluation.validity import ValidityEvaluator
-from scratchllm.files import finite, write_text
+from scratchllm.files import finite, run_lock, write_text
 from scratchllm.metrics import perplexity
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
@@ -71,7 +80,7 @@ from scratchllm.training import distributed as dist_utils
 from scratchllm.training.device import autocast, autocast_dtype, resolve_device
 from scratchllm.training.optimizer import configure_optimizer
 from scratchllm.training.plot import plot_metrics, read_metrics
-from scratchllm.training.schedule import lr_at
+from scratchllm.training.schedule import lr_at, schedule_change
 from scratchllm.training.step import MicroBatch, TrainStep
 from scratchllm.training.step import train_step_fn as train_step_fn  # its first home
 
@@ -83,8 +92,9 @@ Callback = Callable[["Trainer"], None]
 Evaluator = Callable[[LanguageModel, Tokenizer], dict[str, Any]]
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or inf; nothing was saved after the last good checkpoint."""
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The loss became NaN or inf; nothing was saved after it. (A ValueError too: the
+    settings diverge, and the command line shows its message as one line.)"""
 
     def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
         super().__init__(message)
@@ -153,6 +163,7 @@ class Trainer:
         _check_vocab(model, self.data, self.tokenizer)
         model_block = getattr(getattr(model, "config", None), "block_size", None)
         self.block_size = cfg.resolve_block_size(model_block)
+        check_splits(self.data, self.block_size)  # now, not at the first evaluation
         self.counting = _is_counting(model)
         self.out_dir = Path(cfg.out_dir)
         self.metrics_path = self.out_dir / METRICS_FILE
@@ -183,6 +194,7 @@ class Trainer:
         self._bar: Any = None
         self._t0 = time.perf_counter()
         self._resume_from: Checkpoint | None = None
+        self._resume_note: str | None = None  # what a resume changes in the schedule
         self._stop: str | None = None  # set by the SIGINT handler
         self._in_step = False
 
@@ -216,10 +228,17 @@ class Trainer:
                 f"{ckpt.path}: no trainer_state.json, so there is nothing to resume "
                 "(the directory holds weights only)"
             )
-        if config is None:
-            config = _config_from_state(ckpt)
+        saved = _config_from_state(ckpt)
+        config = saved if config is None else config
+        if config.max_iters < ckpt.step:
+            raise ValueError(
+                f"the run in {run_dir} is at step {ckpt.step}; max_iters = {config.max_iters} "
+                f"would end before it: resume with --max-iters {ckpt.step} or more, or start "
+                "a new run"
+            )
         trainer = cls(ckpt.model, data, config, ckpt.tokenizer, language, **kwargs)
         trainer._resume_from = ckpt
+        trainer._resume_note = schedule_change(saved, config, ckpt.step)
         return trainer
 
     # -- the run --------------------------------------------------------------------------------
@@ -232,13 +251,17 @@ class Trainer:
         self.device = resolve_device(cfg.device, local_rank)
         started = dist_utils.init(self.dist, self.device)
         self._t0 = time.perf_counter()
+        lock = run_lock(self.out_dir) if self.dist.is_main else contextlib.nullcontext()
         try:
-            self._setup()
-            with self._sigint_deferred():
-                status = self._fit_counts() if self.counting else self._loop()
+            with lock:
+                if getattr(lock, "note", None):
+                    self._note(lock.note)
+                self._setup()
+                with self._sigint_deferred():
+                    status = self._fit_counts() if self.counting else self._loop()
+                return self._finish(status)
         finally:
             dist_utils.shutdown(started)
-        return self._finish(status)
 
     def _setup(self) -> None:
         cfg, rank = self.config, self.dist.rank
@@ -300,6 +323,8 @@ class Trainer:
                 "the batches per step change"
             )
         self._note(f"resumed from {ckpt.path} at step {self.step}")
+        if self._resume_note:
+            self._note(self._resume_note)
 
     def _loop(self) -> str:
         cfg = self.config
@@ -363,12 +388,21 @@ class Trainer:
         if eval_now:
             row.update(self.evaluate())
             self._acc.t_log = time.perf_counter()  # evaluation time is not training time
+            if not math.isfinite(row["val_loss"]):  # the weights went bad: save none of them
+                row["diverged"] = True
+                self._write_metrics(row)
+                self._diverged(0, 0, what="validation loss")
+            # The row first, on disk, then the checkpoint: killed in between, a resume from
+            # the older checkpoint drops the row and redoes it; never a checkpoint without it.
+            self._write_metrics(row, sync=True)
             self._save_checkpoints(row["val_loss"])
             if self._early_stop_due():
                 status = "early_stopped"
-        self._write_metrics(row)
+        else:
+            self._write_metrics(row)
         if stopping:
             if not eval_now:
+                self._sync_metrics()
                 self._save_checkpoints(None)
             status = "interrupted"
         return status
@@ -394,7 +428,7 @@ class Trainer:
             self._note(f"interrupted during step {self.step + 1}; not saved")
         else:  # raised at a step boundary (a callback): the state is whole, save it
             if self._acc.steps:
-                self._write_metrics(self._log_row(reduce=False)[0])
+                self._write_metrics(self._log_row(reduce=False)[0], sync=True)
             self._save_checkpoints(None)
         return "interrupted"
 
@@ -456,8 +490,8 @@ class Trainer:
         }
         self._last_train_loss = row["loss"]
         row.update(self.evaluate())
+        self._write_metrics(row, sync=True)  # the row before the checkpoint (see _after_step)
         self._save_checkpoints(row["val_loss"])
-        self._write_metrics(row)
         return "completed"
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -530,11 +564,20 @@ class Trainer:
             )
         dist_utils.barrier(self.dist)
 
-    def _write_metrics(self, row: dict[str, Any]) -> None:
+    def _write_metrics(self, row: dict[str, Any], sync: bool = False) -> None:
+        """Append ``row``; with ``sync`` flush it to disk (before a checkpoint is saved)."""
         if not self.dist.is_main:
             return
         with self.metrics_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(finite(row)) + "\n")
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _sync_metrics(self) -> None:
+        if self.dist.is_main and self.metrics_path.is_file():
+            with self.metrics_path.open("a", encoding="utf-8") as f:
+                os.fsync(f.fileno())
 
     def _write_plot(self) -> Path | None:
         if not self.dist.is_main or not self.metrics_path.is_file():
@@ -547,24 +590,39 @@ class Trainer:
 
     # -- ending ---------------------------------------------------------------------------------
 
-    def _diverged(self, n_bad: int, steps: int) -> None:
-        cfg = self.config
-        last = self.out_dir / LAST
-        saved, where = None, "no checkpoint was saved before it"
-        if (last / STATE_JSON).is_file():
-            saved, where = last, f"the last good checkpoint is {last}"
-            with contextlib.suppress(ValueError, OSError, KeyError):
-                saved_step = json.loads((last / STATE_JSON).read_text())["step"]
-                where = f"the last good checkpoint is {last} (step {saved_step})"
+    def _diverged(self, n_bad: int, steps: int, what: str = "training loss") -> None:
+        """Stop with ``TrainingDiverged``: ``n_bad`` of the last ``steps`` training losses
+        were not finite (or, with ``steps`` 0, the validation loss just measured)."""
         first = self.step - steps + 1
+        where = f"{n_bad} of steps {first}..{self.step}" if steps else f"at step {self.step}"
         self._write_plot()
         raise TrainingDiverged(
-            f"the training loss became NaN or inf ({n_bad} of steps {first}..{self.step}); "
-            f"stopped without saving: {where}. Lower the learning rate (lr={cfg.lr:g}) or "
-            f"clip gradients (grad_clip={cfg.grad_clip})",
+            f"the {what} became NaN or inf ({where}); stopped, and nothing after it was "
+            f"saved. {self._saved_checkpoints()} {divergence_advice(self.config)}",
             step=self.step,
-            checkpoint=saved,
+            checkpoint=self.out_dir / BEST if self.best_step is not None else None,
         )
+
+    def _saved_checkpoints(self) -> str:
+        """What is on disk after a divergence, each checkpoint with its validation loss
+        (and whether that beats guessing uniformly: a run can go bad before NaN)."""
+        last, best = self.out_dir / LAST, self.out_dir / BEST
+        if not (last / STATE_JSON).is_file() or self.best_val_loss is None:
+            return "No checkpoint had been saved."
+        uniform = math.log(self.data.vocab_size)
+        worse = self.best_val_loss > uniform
+        judged = "worse than" if worse else "better than"
+        text = (
+            f"Best checkpoint: {best} (step {self.best_step}, validation loss "
+            f"{self.best_val_loss:,.{4 if self.best_val_loss < 1e3 else 0}f}, {judged} a "
+            f"uniform guess's {uniform:.4f})"
+        )
+        saved_step = None
+        with contextlib.suppress(ValueError, OSError, KeyError):
+            saved_step = json.loads((last / STATE_JSON).read_text(encoding="utf-8"))["step"]
+        if saved_step is not None and saved_step != self.best_step:
+            text += f"; the latest, {last}, is at step {saved_step}"
+        return text + "."
 
     def _finish(self, status: str) -> TrainResult:
         plot = self._write_plot()
@@ -701,6 +759,57 @@ def _check_vocab(model: torch.nn.Module, data: TokenDataset, tokenizer: Tokenize
             f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
             f"vocab_size is {V}; use the tokenizer the data was made with"
         )
+
+
+def check_splits(data: TokenDataset, block_size: int) -> None:
+    """Both splits must hold a window of ``block_size`` tokens plus its next one: training
+    draws from the first, every evaluation (best/, early stopping) from the second. An error
+    names the sizes and the setting that fixes it."""
+    m = getattr(data, "meta", None)
+    if m is None:  # a batch source that is no TokenDataset checks itself
+        return
+    need = block_size + 1
+    if m.n_val < need and m.val_fraction == 0:
+        raise ValueError(
+            f"val_fraction 0 leaves {data.directory} no validation split, but the trainer "
+            "evaluates every eval_interval steps (the validation loss picks best/ and drives "
+            f"early stopping); use a val_fraction above 0 (--val-fraction; default "
+            f"{DEFAULT_VAL_FRACTION})"
+        )
+    for split, n in (("train", m.n_train), ("validation", m.n_val)):
+        if n >= need:
+            continue
+        fixes = []
+        if split == "validation":
+            frac = math.ceil(need / max(m.n_tokens, 1) * 1000) / 1000
+            if frac < 1:
+                fixes.append(f"raise val_fraction to about {frac:g} (--val-fraction)")
+        elif m.val_fraction > 0:
+            fixes.append("lower val_fraction (--val-fraction)")
+        if n >= 2:
+            fixes.append(f"lower block_size to {n - 1} (--block-size)")
+        fixes.append("use more text (--data, or --samples for a language)")
+        raise ValueError(
+            f"the {split} split of {data.directory} has {n:,} tokens (val_fraction "
+            f"{m.val_fraction:g} of {m.n_tokens:,}), but a window of block_size {block_size} "
+            f"needs {need:,}: {', or '.join(fixes)}"
+        )
+
+
+def divergence_advice(cfg: TrainConfig) -> str:
+    """What to change after a NaN loss, for these settings (no advice to clip when
+    clipping is on, nor to warm up when the warmup is long)."""
+    lower = f"lower the learning rate (lr {cfg.lr:g}: try {cfg.lr / 10:g}"
+    lower += ", and min_lr with it)" if cfg.min_lr > cfg.lr / 10 else ")"
+    tips = [lower]
+    warmup = min(100, cfg.max_iters // 10)
+    if cfg.warmup_steps < warmup:
+        tips.append(f"warm up longer (warmup_iters {cfg.warmup_steps}: try {warmup})")
+    if not cfg.grad_clip:
+        tips.append("clip gradients (grad_clip is off: try 1.0)")
+    if cfg.dtype != "float32":
+        tips.append(f"train in float32 (dtype is {cfg.dtype})")
+    return "To fix it: " + "; ".join(tips) + "."
 
 
 def _is_counting(model: torch.nn.Module) -> bool:
