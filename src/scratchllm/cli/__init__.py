@@ -20,6 +20,8 @@ VERBS: tuple[str, ...] = (
     "demo",
     "train",
     "sample",
+    "finetune",
+    "chat",
     "eval",
     "data",
     "tokenizer",

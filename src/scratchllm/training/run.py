@@ -96,7 +96,7 @@ def train_from_settings(
     """Prepare the data, build (or restore) the model and train it into ``out``, with
     ``settings`` already resolved (``resolve_settings``)."""
     out = Path(out)
-    _check_out_dir(out, resume, force)
+    check_out_dir(out, resume, force)
     ckpt_tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer if resume else None
     t0 = time.perf_counter()
     rank = distributed.detect().rank
@@ -137,7 +137,9 @@ def train_from_settings(
     return Run(settings, out, data, model, result)
 
 
-def _check_out_dir(out: Path, resume: bool, force: bool) -> None:
+def check_out_dir(out: Path, resume: bool, force: bool) -> None:
+    """Refuse ``--resume`` without a run in ``out``, and a new run over one without ``force``
+    (also what ``scratchllm finetune`` checks)."""
     has_run = (out / LAST).exists() or (out / f".{LAST}.old").exists()
     if resume and not has_run:
         raise FileNotFoundError(
