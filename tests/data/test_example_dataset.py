@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from scratchllm.data import ChatTemplate, Example, ExampleDataset, Message, PackedBatch
+from scratchllm.data import ChatTemplate, Example, ExampleDataset, PackedBatch
 from scratchllm.models import GPT, GPTConfig
 from scratchllm.tokenizers import CharTokenizer
 
@@ -67,7 +67,10 @@ def test_long_examples_are_cut_and_those_left_with_nothing_to_learn_dropped(chat
 
 
 def test_a_bad_example_names_its_source(chat):
-    bad = [Example.from_pair("1+1=", "2", "file.jsonl:3"), Example.from_pair("x", "é", "file.jsonl:7")]
+    bad = [
+        Example.from_pair("1+1=", "2", "file.jsonl:3"),
+        Example.from_pair("x", "é", "file.jsonl:7"),
+    ]
     with pytest.raises(ValueError, match="file.jsonl:7"):
         ExampleDataset.from_examples(bad, chat, max_length=32)
 

@@ -57,7 +57,10 @@ def test_a_language_task_trains_in_its_plain_format(base, tmp_path):
     assert "finetune.toml" in {p.name for p in (tmp_path / "plain").iterdir()}
     assert any("180 train + 20 validation examples" in line for line in lines), lines
     # a normal run directory: sample reads it
-    model, tok = load_checkpoint(tmp_path / "plain").model, load_checkpoint(tmp_path / "plain").tokenizer
+    model, tok = (
+        load_checkpoint(tmp_path / "plain").model,
+        load_checkpoint(tmp_path / "plain").tokenizer,
+    )
     text = complete(model.eval(), tok, "12+34=", max_new_tokens=4, temperature=0)[0]
     assert len(text) == 4 and set(text) <= set("0123456789+=\n")
 

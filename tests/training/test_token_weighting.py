@@ -9,11 +9,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_gpt
 
 from scratchllm.configs.train import TrainConfig
 from scratchllm.training.step import TrainStep, counted_tokens, forward_loss
-
-from conftest import tiny_gpt
 
 V, T = 11, 8
 
@@ -69,7 +68,9 @@ def test_two_by_four_accumulation_equals_one_batch_of_eight_with_unequal_lengths
 
         # The mean of the two micro-batches' means is another gradient (the test can fail).
         mean_of_means = copy.deepcopy(base)
-        halves = [forward_loss(mean_of_means, (x[s], y[s], m[s])) for s in (slice(0, 4), slice(4, 8))]
+        halves = [
+            forward_loss(mean_of_means, (x[s], y[s], m[s])) for s in (slice(0, 4), slice(4, 8))
+        ]
         assert counted_tokens((x[:4], y[:4], m[:4])) != counted_tokens((x[4:], y[4:], m[4:]))
         (sum(halves) / 2).backward()
         w = mean_of_means.transformer.wte.weight.grad
@@ -83,7 +84,9 @@ def test_windows_without_a_mask_are_split_evenly_as_before():
     x = torch.randint(0, V, (6, T), generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, V, (6, T), generator=torch.Generator().manual_seed(2))
     base = tiny_gpt(V, block_size=T)
-    loss3, g3 = step_once(copy.deepcopy(base), [(x[i : i + 2], y[i : i + 2], None) for i in (0, 2, 4)])
+    loss3, g3 = step_once(
+        copy.deepcopy(base), [(x[i : i + 2], y[i : i + 2], None) for i in (0, 2, 4)]
+    )
     loss1, g1 = step_once(copy.deepcopy(base), [(x, y, None)])
     torch.testing.assert_close(loss3, loss1, rtol=1e-6, atol=1e-7)
     for name in g1:
