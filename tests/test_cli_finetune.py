@@ -145,3 +145,36 @@ def test_errors_are_one_line(base, tmp_path, capsys, args, match):
     assert main(args + ["--out", str(tmp_path / "o")] if "merge" not in args else args) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
+
+
+def test_eval_task_through_the_chat_template(base, tmp_path, capsys):
+    import json
+
+    from scratchllm.checkpoint import load_checkpoint
+    from scratchllm.data.chat import ChatTemplate
+    from scratchllm.data.sft import in_held_out
+    from scratchllm.evaluation.task import evaluate_task
+
+    run = tmp_path / "t"
+    assert main(["finetune", "sft", "--from", str(base), "--data", "addition:digits=2",
+                 "--template", "chat", "--out", str(run)] + TINY) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert "accuracy" in rows[-1]  # the task's accuracy at every evaluation
+    capsys.readouterr()
+    assert main(["eval", str(run), "--task", "addition:digits=2", "--n", "30", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["n"] == 30 and {"length", "carries"} <= set(got["by"])
+    # the same as evaluate_task given the template's rendering and its end token
+    ckpt = load_checkpoint(run)
+    chat = ChatTemplate.load(ckpt.path)
+    ref = evaluate_task(
+        ckpt.model.eval(), ckpt.tokenizer, "addition:digits=2", 30, keep=in_held_out,
+        render=lambda p: chat.render_prompt([{"role": "user", "content": p}]),
+        stop_ids=[chat.end_id],
+    )  # fmt: skip
+    assert got["accuracy"] == ref.accuracy
+    assert all(in_held_out(it.prompt) for it in ref.items)
+    assert main(["eval", str(run), "--task", "addition:digits=2", "--n", "10"]) == 0
+    assert "by carries" in capsys.readouterr().out
+    assert main(["eval", str(run), "--task", "markov:order=2", "--n", "5"]) == 2
+    assert "no answer" in capsys.readouterr().err

@@ -44,6 +44,9 @@ from scratchllm.configs.data import DataConfig
 from scratchllm.data.chat import TEMPLATE_FILE, ChatTemplate
 from scratchllm.data.corpus import language_of
 from scratchllm.data.prepare import prepare_data
+from scratchllm.data.sft import in_held_out
+from scratchllm.evaluation.run import task_prompts
+from scratchllm.evaluation.task import evaluate_task
 from scratchllm.files import read_json, write_json
 from scratchllm.finetuning import adapters
 from scratchllm.finetuning.data import (
@@ -161,7 +164,9 @@ def finetune_run(
     tcfg = train_config(settings, out, hasattr(start.config, "block_size"))
     tcfg = tcfg.replace(block_size=_block(settings, start.config, teacher))
     kw: dict[str, Any] = dict(
-        evaluators=evaluators if evaluators is not None else _evaluators(settings, examples),
+        evaluators=evaluators
+        if evaluators is not None
+        else _evaluators(settings, examples, start.template),
         language=language_of(settings["data"]),  # recorded, so eval and inspect know it
         log=say,
         loss_fn=method.loss(settings, teacher) if method.loss else None,
@@ -231,10 +236,34 @@ def _settings(
     return settings
 
 
-def _evaluators(settings: dict[str, Any], examples: bool) -> list[Evaluator] | None:
-    """At each evaluation: for a corpus of a language, validity (the Trainer's default);
-    for examples, none besides the validation loss."""
-    return [] if examples else None
+class TaskAccuracy:
+    """An evaluator (``Trainer(evaluators=...)``): exact-match accuracy on ``n`` held-out
+    prompts of the run's task, asked through its template (``evaluation.task``)."""
+
+    def __init__(self, task: str, n: int, template: ChatTemplate | None) -> None:
+        self.task, self.n = task, n
+        self.render, self.stops = task_prompts(template)
+
+    def __call__(self, model: LanguageModel, tokenizer: Any) -> dict[str, float]:
+        result = evaluate_task(
+            model, tokenizer, self.task, self.n, keep=in_held_out, render=self.render,
+            stop_ids=self.stops,
+        )  # fmt: skip
+        return {"accuracy": result.accuracy}
+
+
+def _evaluators(
+    settings: dict[str, Any], examples: bool, template: ChatTemplate | None
+) -> list[Evaluator] | None:
+    """At each evaluation, besides the validation loss: for a language task, the accuracy
+    on ``validity_samples`` held-out prompts; for a corpus of a language, validity (the
+    Trainer's default); for other examples, nothing."""
+    if not examples:
+        return None
+    n = settings["validity_samples"]
+    if is_language_task(settings["data"]) and n:
+        return [TaskAccuracy(settings["data"], n, template)]
+    return []
 
 
 def _base_reference(start: Start, lora: Any, nf4: Any) -> BaseReference | None:
