@@ -21,6 +21,19 @@ A run directory holds the latest checkpoint, the best one, and the run's records
       metrics.jsonl                  one JSON object per logged step
       loss.png                       training and validation loss
 
+**Adapter checkpoints** (LoRA / QLoRA fine-tuning) hold the adapter alone, in peft's
+layout, and what is needed to rebuild the model it was trained on::
+
+    last/
+      adapter_config.json, adapter_model.safetensors    the adapters (models.lora)
+      base.json                     the base checkpoint's path and sha256, its vocabulary
+                                    size, and its NF4 settings when it was held in 4 bits
+      added_tokens.safetensors      rows of tokens the base lacked (a chat template's)
+      tokenizer.json, chat_template.json, trainer_state.*
+
+``load_checkpoint`` reads them like any other: the base, grown by the added rows,
+quantized if it was, with the adapters applied (``load_adapter_checkpoint``).
+
 **Nothing is unpickled.** Tensors are safetensors, everything else JSON; RNG states are
 written as integer lists. Loading a checkpoint cannot run code.
 
@@ -51,6 +64,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +85,11 @@ DATA_DIR = "data"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_FORMAT = 1
+BASE_FILE = "base.json"  # an adapter checkpoint: where its base is
+ADDED_ROWS_FILE = "added_tokens.safetensors"  # an adapter checkpoint: rows the base lacked
+# QLoRA keeps the layers indexed by token id dense (their added rows train; GPT's head is
+# the embedding table): quantize_model's skip, the same when training and when loading.
+QLORA_DENSE = ("lm_head", "direct")
 
 
 # -- finding checkpoints -----------------------------------------------------------------------
@@ -112,9 +131,9 @@ def find_checkpoint(path: str | Path, which: str = LAST) -> Path:
     if not path.exists() and not _old_path(path).exists():
         raise FileNotFoundError(f"{path}: no such checkpoint or run directory")
     recover(path)
-    if not path.exists() and (_old_path(path) / "config.json").is_file():
+    if not path.exists() and _holds_model(_old_path(path)):
         path = _old_path(path)  # mid-swap while its writer works: the complete old copy
-    if (path / "config.json").is_file():
+    if _holds_model(path):
         if which == BEST and given.name != BEST:
             run = run_directory(given)
             hint = f"pass the run directory {run} with --best, or " if run != given else ""
@@ -124,14 +143,18 @@ def find_checkpoint(path: str | Path, which: str = LAST) -> Path:
             )
         return path
     sub = recover(path / which)
-    if not sub.exists() and (_old_path(sub) / "config.json").is_file():
+    if not sub.exists() and _holds_model(_old_path(sub)):
         sub = _old_path(sub)
-    if (sub / "config.json").is_file():
+    if _holds_model(sub):
         return sub
     raise FileNotFoundError(
         f"{path}: no checkpoint here (no config.json in {path} or {sub}); "
         "pass a run directory written by `scratchllm train` or a checkpoint directory"
     )
+
+
+def _holds_model(directory: Path) -> bool:
+    return (directory / "config.json").is_file() or (directory / BASE_FILE).is_file()
 
 
 def run_directory(checkpoint: str | Path) -> Path:
@@ -154,6 +177,8 @@ def save_checkpoint(
     tokenizer: Tokenizer | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     state: dict[str, Any] | None = None,
+    *,
+    files: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (see the module docstring).
 
@@ -161,15 +186,22 @@ def save_checkpoint(
     model.safetensors). With ``state`` (a JSON-able dict: step, data position, config,
     ...) the trainer state is written too, together with the optimizer's state and the
     python, numpy and torch RNG states of this process, everything ``resume`` needs.
+    ``files(directory)``, when given, writes the model's files instead of ``model.save``
+    and ``tokenizer.save`` (a fine-tuning run: the weights and its chat template, or a
+    LoRA adapter and the reference to its base: ``save_adapter_checkpoint``); it writes
+    into the temporary directory, so its files are swapped in with the rest.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     recover(directory)
     tmp = _tmp_path(directory)
     tmp.mkdir()
-    model.save(tmp)
-    if tokenizer is not None:
-        tokenizer.save(tmp)
+    if files is not None:
+        files(tmp)
+    else:
+        model.save(tmp)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
     if state is not None:
         meta, tensors = _trainer_state(state, optimizer)
         from safetensors.torch import save_file
@@ -342,7 +374,10 @@ def _load(
     from scratchllm.tokenizers import load as load_tokenizer
 
     directory = find_checkpoint(path, which)
-    model = load_model(directory, device=device)
+    if (directory / BASE_FILE).is_file():
+        model = load_adapter_checkpoint(directory, device)
+    else:
+        model = load_model(directory, device=device)
     tokenizer = None
     tok_file = directory / TOKENIZER_FILE
     if tok_file.is_file():
@@ -392,6 +427,130 @@ def read_trainer_state(directory: str | Path) -> tuple[dict[str, Any], dict[str,
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ValueError(f"{tfile}: corrupt or truncated ({e})") from None
     return state, tensors  # (no rng.torch in a NumPy engine's state: it has no torch RNG)
+
+
+# -- adapter checkpoints ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseReference:
+    """What an adapter checkpoint needs to rebuild the model its adapters were trained on."""
+
+    path: str  # the base checkpoint directory (config.json, model.safetensors), absolute
+    sha256: str  # of its model.safetensors: a base changed since is refused
+    vocab_size: int  # the base's; tokens after it have their rows in ADDED_ROWS_FILE
+    quantization: dict[str, Any] | None = None  # NF4Config fields: the base held in 4 bits
+
+    @classmethod
+    def of(
+        cls, checkpoint: str | Path, quantization: dict[str, Any] | None = None
+    ) -> BaseReference:
+        """The reference to the (plain) checkpoint directory ``checkpoint``."""
+        from scratchllm.models.base import read_config
+
+        directory = Path(checkpoint).resolve()
+        if (directory / BASE_FILE).is_file():
+            raise ValueError(
+                f"{directory} is itself an adapter checkpoint; merge it first "
+                "(scratchllm finetune merge) and train adapters on the merged model"
+            )
+        _, config = read_config(directory)
+        digest = _sha256(directory / "model.safetensors")
+        return cls(str(directory), digest, int(config.vocab_size), quantization)
+
+
+def save_adapter_checkpoint(directory: str | Path, model: torch.nn.Module, base: BaseReference):
+    """Write ``model``'s adapters (``models.lora.save_adapter``), ``base.json`` and the rows
+    of the tokens its vocabulary has beyond the base's into ``directory``."""
+    from safetensors.torch import save_file
+
+    from scratchllm.files import write_json
+    from scratchllm.models.lora import save_adapter
+    from scratchllm.models.vocab import vocab_parameters
+
+    directory = Path(directory)
+    save_adapter(model, directory)
+    if model.config.vocab_size > base.vocab_size:
+        rows = {
+            name: p.detach()[base.vocab_size : model.config.vocab_size].contiguous().cpu()
+            for name, p in vocab_parameters(model).items()
+        }
+        save_file(rows, str(directory / ADDED_ROWS_FILE))
+    meta = {
+        "format": "scratchllm-adapter-base",
+        "base": base.path,
+        "sha256": base.sha256,
+        "vocab_size": base.vocab_size,
+        "quantization": base.quantization,
+        "family": model.family,
+    }
+    write_json(directory / BASE_FILE, meta)
+    return directory
+
+
+def read_base_reference(directory: str | Path) -> BaseReference:
+    """The ``BaseReference`` of an adapter checkpoint (its ``base.json``)."""
+    file = Path(directory) / BASE_FILE
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+        ref = BaseReference(
+            meta["base"], meta["sha256"], int(meta["vocab_size"]), meta.get("quantization")
+        )
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{file}: not a readable adapter base reference ({e})") from None
+    return ref
+
+
+def load_adapter_checkpoint(directory: str | Path, device: str | torch.device = "cpu"):
+    """The model of an adapter checkpoint: its base (checked against the sha256 it was
+    trained on), grown by the added tokens' rows, held in NF4 if it was, adapters applied."""
+    from safetensors.torch import load_file
+
+    from scratchllm.models import load as load_model
+    from scratchllm.models.lora import load_adapter
+    from scratchllm.models.nf4 import NF4Config, quantize_model
+    from scratchllm.models.vocab import grow_vocab, vocab_parameters
+
+    directory = Path(directory)
+    ref = read_base_reference(directory)
+    base = Path(ref.path)
+    weights = base / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{directory / BASE_FILE}: its base checkpoint {base} is gone; the adapter in "
+            f"{directory} needs it (put it back, or merge the adapter where the base exists)"
+        )
+    if _sha256(weights) != ref.sha256:
+        raise ValueError(
+            f"{directory}: the base checkpoint {base} has changed since the adapter was "
+            "trained on it (its model.safetensors has another sha256); the adapter only fits "
+            "the weights it was trained with"
+        )
+    model = load_model(base, device=device)
+    rows_file = directory / ADDED_ROWS_FILE
+    if rows_file.is_file():
+        rows = load_file(str(rows_file))
+        k = next(iter(rows.values())).shape[0]
+        grow_vocab(model, ref.vocab_size + k)  # as training grew it; the rows are overwritten
+        params = vocab_parameters(model)
+        if set(rows) != set(params):
+            raise ValueError(f"{rows_file}: holds {sorted(rows)}, the base needs {sorted(params)}")
+        with torch.no_grad():
+            for name, value in rows.items():
+                params[name][ref.vocab_size :].copy_(value)
+    if ref.quantization is not None:
+        quantize_model(model, NF4Config(**ref.quantization), skip=QLORA_DENSE)
+    return load_adapter(model, directory).to(device).eval()
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -145,3 +145,92 @@ def _samples(model, tokenizer, new_tokens: int, seed: int) -> dict[str, str]:  #
 def _mark(out: Path) -> None:
     path = out / SETTINGS_FILE
     write_text(path, MARKER + "\n" + path.read_text(encoding="utf-8"))
+
+
+# -- the chat demo -------------------------------------------------------------------------
+
+CHAT_BASE = dict(  # a GPT whose context holds most question + answer pairs (85 % fit in 128)
+    model="gpt", tokenizer="char", n_layer=4, n_head=4, n_embd=128, block_size=128,
+    batch_size=8, max_iters=800, dropout=0.0, lr=2e-3, min_lr=1e-4, warmup_iters=50,
+    eval_interval=400, eval_iters=10,
+)  # fmt: skip
+CHAT_SFT = dict(batch_size=16, max_iters=500, lr=1e-3, min_lr=1e-4, warmup_iters=20,
+                eval_interval=250, eval_iters=10)  # fmt: skip
+CHAT_QUICK = dict(n_layer=1, n_head=2, n_embd=32, block_size=128, batch_size=4, max_iters=10,
+                  warmup_iters=2, eval_interval=10, eval_iters=2)  # fmt: skip
+QUESTIONS = 3  # asked from the training set, and as many held out
+
+
+@dataclass
+class ChatDemoReport:
+    out: Path
+    seconds: float
+    pretrain_seconds: float
+    sft_seconds: float
+    replies: list[tuple[str, str, str, bool]]  # (question, reply, docstring, trained on it)
+
+
+def run_chat_demo(
+    out: str | Path = "runs/chat-demo",
+    seed: int = 1337,
+    quick: bool = False,
+    say: Callable[[str], None] = print,
+) -> ChatDemoReport:
+    """From nothing to ``scratchllm chat`` on this machine, no download: pretrain a char GPT
+    on the standard library's docstrings (``out/base``), write the instruction pairs that
+    fit its context as JSONL (``out/instructions.jsonl``), fine-tune it on them in the chat
+    template (``out/chat``), and ask it questions it was trained on and held-out ones."""
+    import json
+
+    from scratchllm.data.chat import Message
+    from scratchllm.data.sft import load_examples
+    from scratchllm.finetuning.sft import sft_run
+    from scratchllm.textgen import iter_reply, load_chat_model
+    from scratchllm.training.run import train_from_settings
+    from scratchllm.training.settings import resolve_settings
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    flags: dict = {"data": "stdlib-docs", "seed": seed, "device": "cpu", "quiet": True}
+    base = {**CHAT_BASE, **(CHAT_QUICK if quick else {})}
+    say("scratchllm demo --chat: pretrain a GPT on Python's docstrings, then teach it to answer.")
+    say("\n1. pretraining on stdlib-docs (the standard library's docstrings)")
+    run = train_from_settings(
+        resolve_settings({**base, **flags}), out / "base", force=True, say=lambda s: say("  " + s)
+    )
+    t1 = time.perf_counter()
+    block = base["block_size"]
+    tok = run.data.tokenizer
+    pairs = [
+        e
+        for e in load_examples("stdlib-instructions")
+        if len(tok.encode(e.prompt[0].content + e.completion)) + 4 <= block + 1
+    ]
+    lines = [json.dumps({"prompt": e.prompt[0].content, "completion": e.completion}) for e in pairs]
+    write_text(out / "instructions.jsonl", "\n".join(lines) + "\n")
+    say(f"\n2. fine-tuning on the {len(pairs):,} instruction pairs that fit {block} tokens")
+    sft = {
+        **CHAT_SFT,
+        **({"max_iters": 10, "eval_interval": 10, "warmup_iters": 2} if quick else {}),
+    }
+    values = {**flags, **sft, "base": str(out / "base"), "template": "chat",
+              "data": str(out / "instructions.jsonl")}  # fmt: skip
+    sft_run(out / "chat", values, force=True, say=lambda s: say("  " + s))
+    t2 = time.perf_counter()
+    model, template = load_chat_model(out / "chat")
+    trained = pairs[:QUESTIONS]
+    held = load_examples("stdlib-instructions", split="test", seed=seed)[:QUESTIONS]
+    say("\n3. asking it (greedy), through its chat template:")
+    replies = []
+    for example, seen in [(e, True) for e in trained] + [(e, False) for e in held]:
+        q = example.prompt[0].content
+        text = "".join(iter_reply(model, template, [Message("user", q)], max_new_tokens=120))
+        replies.append((q, text, example.completion, seen))
+        say(f"  you> {q}   ({'trained on' if seen else 'held out'})")
+        say(f"  assistant> {text}")
+        say(f"  (docstring: {example.completion})")
+    seconds = time.perf_counter() - t0
+    say(f"\nAll of it took {seconds:.0f} s (pretraining {t1 - t0:.0f} s, fine-tuning "
+        f"{t2 - t1:.0f} s). Go on with:")  # fmt: skip
+    say(f"  scratchllm chat {out / 'chat'}")
+    return ChatDemoReport(out, seconds, t1 - t0, t2 - t1, replies)

@@ -11,6 +11,10 @@ yields them as they are made, for a terminal or a server to show::
 
 Sample ``i`` is seeded ``seed + i`` (as ``generate`` seeds row i of a batch), so a sample is
 the same whether it was asked for alone or among others.
+
+A chat-tuned checkpoint answers conversations (what ``scratchllm chat`` does):
+``load_chat_model(path)`` gives the model and its ``ChatTemplate``, ``iter_reply(model,
+template, messages)`` streams the reply, which ends at the template's end token.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from scratchllm.checkpoint import BEST, LAST, load_checkpoint
+from scratchllm.data.chat import TEMPLATE_FILE, ChatTemplate, Message
 from scratchllm.generation import beam_search, generate, stream_generate
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
@@ -144,3 +149,76 @@ def check_options(max_new_tokens: int, num_samples: int, num_beams: int, stream:
                 f"--num-samples ({num_samples}) must not exceed --num-beams ({num_beams}): "
                 "beam search returns its best beams"
             )
+
+
+# -- chat ----------------------------------------------------------------------------------
+
+
+def load_chat_model(
+    path: str | Path, best: bool = False, device: str = "cpu"
+) -> tuple[LanguageModel, ChatTemplate]:
+    """The model (in eval mode) and chat template of a chat-tuned checkpoint: one whose
+    directory holds ``chat_template.json`` with role and end tokens. A base model has none
+    and is refused with what to do instead."""
+    ckpt = load_checkpoint(path, device=device, which=BEST if best else LAST)
+    if not (ckpt.path / TEMPLATE_FILE).is_file():
+        raise ValueError(
+            f"{ckpt.path} has no chat template ({TEMPLATE_FILE}): it is a base model, which "
+            "continues text rather than answering. Fine-tune it for chat (scratchllm finetune "
+            f"sft --from {path} --data stdlib-instructions --out DIR) or continue text with "
+            f"scratchllm sample {path}"
+        )
+    template = ChatTemplate.load(ckpt.path)
+    if not template.special_tokens:
+        raise ValueError(
+            f"{ckpt.path}'s template is plain (no role or end tokens: it was fine-tuned on a "
+            f"task's prompt + answer format), so it has no turns to chat in; use scratchllm "
+            f"sample {path} --prompt ..., or scratchllm eval {path} --task SPEC"
+        )
+    return ckpt.model.eval(), template
+
+
+def fit_conversation(
+    template: ChatTemplate, messages: Sequence[Message], limit: int
+) -> list[Message]:
+    """``messages`` without their oldest turns (a system message stays) until the prompt
+    they render to fits in ``limit`` tokens; at least the last message is kept."""
+    kept = list(messages)
+    while len(kept) > 1 and len(template.render_prompt(kept)) > limit:
+        first = 1 if kept[0].role == "system" and len(kept) > 2 else 0
+        del kept[first]
+    return kept
+
+
+def iter_reply(
+    model: LanguageModel,
+    template: ChatTemplate,
+    messages: Sequence[Message],
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> Iterator[str]:
+    """The assistant's reply to ``messages``, in text pieces as it is generated.
+
+    The prompt is ``template.render_prompt`` (the conversation, then the assistant token),
+    its oldest turns dropped when it would not leave room for the reply in the model's
+    context; the reply ends at the end-of-turn token (or any role token: a new turn).
+    """
+    room = max(1, model.context_length - min(max_new_tokens, model.context_length // 2))
+    ids = template.render_prompt(fit_conversation(template, messages, room))
+    stops = [template.tokenizer.special_tokens[t] for t in template.special_tokens]
+    yield from stream_generate(
+        model,
+        ids[-model.context_length :],
+        max_new_tokens,
+        tokenizer=template.tokenizer,
+        temperature=temperature if temperature > 0 else 1.0,
+        do_sample=temperature > 0,
+        top_k=top_k,
+        top_p=top_p,
+        eos_token_id=stops,
+        seed=seed,
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from scratchllm.data.sft import read_examples
+from scratchllm.models import GPT, load
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "finetuning.md"
 
@@ -24,13 +25,14 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 def test_the_doc_has_examples_with_outputs():
     kinds = [kind for kind, _ in blocks(DOC.read_text(encoding="utf-8"))]
-    assert kinds.count("python") >= 5 and kinds.count("text") >= 5
+    assert kinds.count("python") >= 10 and kinds.count("text") >= 10 and kinds.count("bash") >= 4
     assert kinds.count("jsonl") == 3 and kinds.count("json") == 1
 
 
 @pytest.mark.slow  # the instruction set parses the standard library once (a few seconds)
 def test_every_example_runs_and_prints_what_the_doc_shows(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # the LoRA examples write base/, adapter/ and merged/
     found = blocks(DOC.read_text(encoding="utf-8"))
     namespace: dict = {}
     for k, (kind, body) in enumerate(found):
@@ -46,3 +48,5 @@ def test_every_example_runs_and_prints_what_the_doc_shows(tmp_path, monkeypatch)
             assert len(read_examples(path)) == 1
         elif kind == "json":
             assert json.loads(body) == namespace["chat"].to_dict()
+    merged = load(tmp_path / "merged")  # the LoRA example's merge: a plain model
+    assert merged.num_parameters() == GPT(merged.config).num_parameters()

@@ -415,22 +415,3 @@ def test_a_wrapped_layer_is_not_a_plain_linear():
 def test_docstring_examples_run(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
-
-
-def test_the_python_examples_in_docs_lora_md_run(tmp_path, monkeypatch, capsys):
-    """docs/lora.md's ```python blocks, in order, in one namespace (as a reader would)."""
-    import re
-    from pathlib import Path
-
-    doc = Path(__file__).resolve().parents[2] / "docs" / "lora.md"
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
-    assert len(blocks) >= 2
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(doc), "exec"), namespace)
-    printed = capsys.readouterr().out.split("\n")
-    assert printed[0] == "16384"  # the trainable count the page states
-    assert printed[1] == "0.778 bytes per frozen parameter"  # as the page's comment says
-    merged = load(tmp_path / "merged")
-    assert merged.num_parameters() == GPT(merged.config).num_parameters()  # a plain model

@@ -21,6 +21,8 @@ VERBS: tuple[str, ...] = (
     "demo",
     "train",
     "sample",
+    "finetune",
+    "chat",
     "eval",
     "data",
     "tokenizer",

@@ -1,11 +1,13 @@
-"""`scratchllm eval CKPT --data FILE|SPEC`: measure a saved model on text or a language.
+"""`scratchllm eval CKPT --data FILE|SPEC` or `--task SPEC`: measure a saved model.
 
     scratchllm eval runs/bigram --data held_out.txt            # perplexity, bits per char/byte
     scratchllm eval runs/trigram --data markov:order=2 --json  # + valid, unique, novel, KL
+    scratchllm eval runs/add-sft --task addition:digits=3 --n 500   # exact match, by length
 
 CKPT is a run directory written by ``scratchllm train`` (its ``last/`` checkpoint, or ``best/``
 with ``--best``) or a checkpoint directory (config.json, model.safetensors, tokenizer.json).
-The work is ``scratchllm.evaluation.run.evaluate_checkpoint``.
+The work is ``scratchllm.evaluation.run.evaluate_checkpoint`` (``evaluate_task_checkpoint``
+with ``--task``).
 """
 
 from __future__ import annotations
@@ -36,12 +38,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint directory",
     )
     add("--best", action="store_true", help="use the run's best/ checkpoint instead of last/")
-    add(
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
         "--data",
-        required=True,
         metavar="FILE|SPEC",
         help="a UTF-8 text file, 'stdlib-docs', or a language spec such as markov:order=3",
     )
+    what.add_argument(
+        "--task",
+        metavar="SPEC",
+        help="a language with answers (addition:digits=3, copy:length=8): generate the "
+        "answer to --n held-out prompts (greedy unless --temperature; through the "
+        "checkpoint's chat template if it has one) and report exact-match accuracy, for "
+        "addition also by operand length and by number of carries",
+    )
+    add("--n", type=int, default=200, metavar="N", help=_d("--task: held-out prompts"))
+    add("--k", type=int, default=1, metavar="K", help=_d("--task: completions per prompt "
+        "(pass@k; needs --temperature > 0)"))  # fmt: skip
     add("--json", action="store_true", help="print one JSON object (default: a table)")
     add(
         "--split",
@@ -55,9 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(
         "--temperature",
         type=float,
-        default=1.0,
+        default=None,
         metavar="T",
-        help=_d("sampling temperature, 0 = greedy"),
+        help="sampling temperature, 0 = greedy (default: 1.0 for a language, 0 for a task)",
     )
     add("--seed", type=int, default=0, metavar="S", help=_d("seed for sampling and held-out data"))
     add(
@@ -90,9 +103,13 @@ def _d(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task is not None:
+        return run_task(args)
     from scratchllm.evaluation.perplexity import format_table
     from scratchllm.evaluation.run import evaluate_checkpoint
 
+    if args.temperature is None:
+        args.temperature = 1.0
     result = evaluate_checkpoint(
         args.checkpoint,
         args.data,
@@ -113,4 +130,25 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result))
     for e in result.get("invalid_examples", []):
         print(f"  invalid: {e['sample']!r}: {e['reason']}")
+    return 0
+
+
+def run_task(args: argparse.Namespace) -> int:
+    from scratchllm.evaluation.run import evaluate_task_checkpoint
+
+    result = evaluate_task_checkpoint(
+        args.checkpoint,
+        args.task,
+        args.n,
+        best=args.best,
+        temperature=args.temperature or 0.0,
+        k=args.k,
+        sample_seed=args.seed,
+        device=args.device,
+    )
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), **result.to_dict()}))
+        return 0
+    print(f"checkpoint {args.checkpoint}")
+    print(result.format_table())
     return 0

@@ -76,17 +76,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_command)
 
 
-def add_options(p: argparse.ArgumentParser) -> None:
-    """Add every OPTIONS flag to ``p``, grouped, each help text ending with its default."""
-    groups = {
-        "data": p.add_argument_group("data and tokenizer"),
-        "model": p.add_argument_group("model (a value in [brackets] is the family's default)"),
-        "train": p.add_argument_group("training (nanoGPT's names)"),
-    }
-    for o in OPTIONS:
+GROUP_TITLES = {
+    "data": "data and tokenizer",
+    "model": "model (a value in [brackets] is the family's default)",
+    "train": "training (nanoGPT's names)",
+}
+
+
+def add_options(
+    p: argparse.ArgumentParser,
+    options: tuple[Option, ...] = OPTIONS,
+    titles: dict[str, str] | None = None,
+    hidden: tuple[str, ...] = (),
+) -> None:
+    """Add a flag to ``p`` for every option (but the ``hidden`` keys), grouped under
+    ``titles`` (``GROUP_TITLES`` by default), each help text ending with its default."""
+    titles = {**GROUP_TITLES, **(titles or {})}
+    groups: dict[str, Any] = {}
+    for o in options:
+        if o.key in hidden:
+            continue
+        if o.group not in groups:
+            groups[o.group] = p.add_argument_group(titles.get(o.group, o.group))
         text = help_text(o)
         shown = text if "(default:" in text else f"{text} (default: {_show(o)})"
-        kw: dict[str, Any] = {"help": shown}
+        kw: dict[str, Any] = {"help": shown, "dest": o.key}
         if o.type is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:

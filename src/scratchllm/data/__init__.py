@@ -11,6 +11,8 @@
   a conversation's ids and the mask of what is learned).
 - ``sft``: ``load_examples``: fine-tuning examples from JSONL (OpenAI messages, Alpaca,
   prompt/completion), a language as a task, or ``instructions``' stdlib question set.
+- ``example_dataset``: ``ExampleDataset``, those examples rendered by a template into
+  training rows (padded or packed, the mask on what is learned) for the ``Trainer``.
 """
 
 from scratchllm.data.chat import ChatTemplate, Message
@@ -24,6 +26,7 @@ from scratchllm.data.corpus import (
     text_from_spec,
 )
 from scratchllm.data.dataset import Batch, TokenDataset
+from scratchllm.data.example_dataset import ExampleDataset, PackedBatch
 from scratchllm.data.sft import Example, load_examples
 
 __all__ = [
@@ -31,7 +34,9 @@ __all__ = [
     "ChatTemplate",
     "Corpus",
     "Example",
+    "ExampleDataset",
     "Message",
+    "PackedBatch",
     "TokenDataset",
     "iter_text_file",
     "language_of",

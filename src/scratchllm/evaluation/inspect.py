@@ -213,8 +213,8 @@ def prepare_text(
     """``(ids, token texts, notes)`` for ``text``, cut to the model's context if longer."""
     if not isinstance(text, str) or not text:
         raise ValueError("the text to inspect is empty; give at least one character")
-    try:
-        ids = tokenizer.encode(text)
+    try:  # a chat-tuned model's role and end tokens, typed as their strings, are those tokens
+        ids = tokenizer.encode(text, allowed_special="all")
     except ValueError as e:
         raise ValueError(f"the tokenizer cannot encode the text {text!r}: {e}") from None
     notes = []

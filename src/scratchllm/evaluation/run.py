@@ -10,8 +10,15 @@ directory's ``last/``, or ``best/``, or a checkpoint directory) and measures it 
 - a language spec: the same on fresh held-out samples, plus valid / unique / novel / KL
   (``evaluate_language``).
 
+``evaluate_task_checkpoint(path, task)`` scores it on held-out prompts of a task
+(``evaluation.task.evaluate_task``): through the checkpoint's chat template when it was
+chat-tuned (``task_prompts``), and only on prompts in the held-out tenth of
+``data.sft.in_held_out``, which fine-tuning on the same task never trains on.
+
 >>> evaluate_checkpoint("runs/trigram", "markov:order=2", samples=200)["valid"]  # doctest: +SKIP
 0.995
+>>> evaluate_task_checkpoint("runs/add-sft", "addition:digits=3").accuracy  # doctest: +SKIP
+0.91
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from typing import Any
 
 from scratchllm.checkpoint import BEST, DATA_DIR, LAST, load_checkpoint, run_directory
 from scratchllm.configs.data import DEFAULT_VAL_FRACTION
+from scratchllm.data.chat import TEMPLATE_FILE, ChatTemplate
 from scratchllm.data.corpus import Corpus, resolve_data
 from scratchllm.data.dataset import TokenDataset, validation_start
 from scratchllm.data.languages import Language, split_samples
+from scratchllm.data.sft import in_held_out
 from scratchllm.evaluation.perplexity import evaluate_text
+from scratchllm.evaluation.task import EVAL_SEED, PromptRenderer, TaskResult, evaluate_task
 from scratchllm.evaluation.validity import evaluate_language
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
@@ -211,3 +221,47 @@ def _on_language(
         heldout=corpus.samples,
     ).to_dict()
     return {k: report.pop(k) for k in _LANGUAGE_ORDER} | report
+
+
+def task_prompts(template: ChatTemplate | None) -> tuple[PromptRenderer | None, list[int]]:
+    """``(render, stop_ids)`` for ``evaluate_task`` on a model with ``template``: a chat
+    template renders the prompt as a user turn and stops at its end token; a plain template
+    (or none) keeps the task's own default (END, then the prompt)."""
+    if template is None or not template.special_tokens:
+        return None, []
+    return (lambda p: template.render_prompt([{"role": "user", "content": p}])), [template.end_id]
+
+
+def evaluate_task_checkpoint(
+    checkpoint: str | Path,
+    task: str,
+    n: int = 200,
+    *,
+    best: bool = False,
+    temperature: float = 0.0,
+    k: int = 1,
+    seed: int = EVAL_SEED,
+    sample_seed: int = 0,
+    device: str = "cpu",
+) -> TaskResult:
+    """The checkpoint at ``checkpoint`` scored on ``n`` held-out prompts of ``task`` (greedy
+    unless ``temperature`` > 0; ``k`` completions per prompt for pass@k): see the module
+    docstring."""
+    ckpt = load_checkpoint(checkpoint, device=device, which=BEST if best else LAST)
+    template = None
+    if (ckpt.path / TEMPLATE_FILE).is_file():
+        template = ChatTemplate.load(ckpt.path)
+    render, stops = task_prompts(template)
+    return evaluate_task(
+        ckpt.model.eval(),
+        ckpt.tokenizer,
+        task,
+        n,
+        seed=seed,
+        keep=in_held_out,
+        temperature=temperature,
+        sample_seed=sample_seed,
+        k=k,
+        render=render,
+        stop_ids=stops,
+    )

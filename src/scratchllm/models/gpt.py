@@ -34,6 +34,7 @@ from scratchllm.models.base import LanguageModel, lm_loss, register
 from scratchllm.models.gpt_decode import build_plan, decode_token
 from scratchllm.models.layers.attention import ATTENTION_IMPLS
 from scratchllm.models.layers.block import Block
+from scratchllm.models.layers.documents import document_attention
 from scratchllm.models.layers.kv_cache import KVCache
 from scratchllm.models.layers.norms import make_norm
 from scratchllm.models.layers.positions import rope_at, rope_tables, sinusoidal_table
@@ -124,13 +125,16 @@ class GPT(LanguageModel):
         loss_mask: torch.Tensor | None = None,
         *,
         attention_mask: torch.Tensor | None = None,
+        documents: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``[B, T, V]`` for ids ``idx [B, T]``, and the loss when ``targets`` is given.
 
         ``attention_mask [B, T]`` (bool or 0/1, False = padding) lets rows of unequal
         length share a batch, padded on either side: no token attends to padding,
         positions count real tokens only (so a left-padded row gives the logits of its
-        text alone), and padded positions are left out of the loss. With ``ffn="moe"``
+        text alone), and padded positions are left out of the loss. ``documents [B, T]``
+        (packed rows: the example each position belongs to) keeps attention inside each
+        example and restarts positions with it (``layers.documents``). With ``ffn="moe"``
         the loss includes ``moe_aux_loss_coef`` times the balancing loss of every layer.
         """
         if idx.dim() != 2:
@@ -154,6 +158,10 @@ class GPT(LanguageModel):
             # Real keys in the past, and always its own slot (a leading pad has no real key).
             mask = (token_mask[:, None, None, :] & causal) | eye  # (B, 1, T, T)
             loss_mask = token_mask if loss_mask is None else token_mask & loss_mask.bool()
+        if documents is not None:  # packed rows (fine-tuning); padding is its own document
+            if attention_mask is not None or documents.shape != (B, T):
+                raise ValueError(f"documents must be (B, T) = {(B, T)}, without attention_mask")
+            mask, positions = document_attention(documents.to(idx.device))
 
         x = self._embed(idx, positions)
         rope = self._rope(positions)

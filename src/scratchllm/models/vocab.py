@@ -169,3 +169,41 @@ def _grow_ngram(model: LanguageModel, target: int) -> None:
     V = model.config.vocab_size
     keys = model.edge_keys
     model.edge_keys = (keys // V) * target + keys % V
+
+
+# Per family, the modules whose rows are indexed by token id (what grow_vocab grows).
+_VOCAB_MODULES = {
+    "gpt": ("transformer.wte", "lm_head"),
+    "rnn": ("wte", "lm_head"),
+    "mlp": ("wte", "lm_head", "direct"),
+}
+
+
+def vocab_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The parameters whose first dimension is indexed by token id, by name: the token
+    embedding, the output head and its bias (and the MLP's direct connections), each
+    shared tensor once. A layer wrapped by LoRA is looked through (its ``base_layer``).
+
+    Row ``i`` of each belongs to token ``i`` (the MLP's embedding has one more row, after
+    the tokens), so the rows of tokens added by ``grow_vocab`` are ``[old_size, new_size)``
+    of every one.
+    """
+    family = getattr(model, "family", None)
+    if family not in _VOCAB_MODULES:
+        raise ValueError(f"the {family!r} model family has no vocabulary parameters")
+    out: dict[str, nn.Parameter] = {}
+    seen: set[int] = set()
+    for name in _VOCAB_MODULES[family]:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue  # e.g. an MLP without direct connections
+        if module is None:
+            continue
+        if hasattr(module, "base_layer"):  # LoRALinear: the rows live in the wrapped layer
+            module, name = module.base_layer, f"{name}.base_layer"
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                out[f"{name}.{pname}"] = p
+    return out

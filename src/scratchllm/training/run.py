@@ -139,7 +139,7 @@ def _train_locked(
     say: Callable[[str], None],
     rank: int,
 ) -> Run:
-    _check_out_dir(out, resume, force)
+    check_out_dir(out, resume, force)
     ckpt_tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer if resume else None
     t0 = time.perf_counter()
     had_data = (out / DATA_DIR / "meta.json").is_file()
@@ -216,7 +216,9 @@ def next_commands(run: Run) -> list[tuple[str, str]]:
     return cmds
 
 
-def _check_out_dir(out: Path, resume: bool, force: bool) -> None:
+def check_out_dir(out: Path, resume: bool, force: bool) -> None:
+    """Refuse ``--resume`` without a run in ``out``, and a new run over one without ``force``
+    (also what ``scratchllm finetune`` checks)."""
     has_run = (out / LAST).exists() or (out / f".{LAST}.old").exists()
     if resume and not has_run:
         raise FileNotFoundError(

@@ -12,6 +12,11 @@ Where the families disagree (``n_layer``: gpt 6, rnn 2) the default is the famil
 shown in brackets in ``--help`` (``family_defaults``). Nothing is copied by hand, and
 nothing here imports torch, so ``scratchllm train --help`` stays fast.
 
+**Other verbs' tables.** The layers take the table of options as an argument
+(``options=``, ``OPTIONS`` by default), so a verb with settings of its own (``scratchllm
+finetune``: ``finetuning.settings``) composes its table from these options and its own and
+gets the same layers, checks and TOML file.
+
 >>> s = resolve_settings({"max_iters": 900}, preset="demo")
 >>> s["max_iters"], s["n_layer"], s["lr"]
 (900, 4, 0.002)
@@ -63,10 +68,11 @@ class Option:
     default: Any = None  # None: the model family's own (``family_defaults``), or unset
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
+    flag_name: str | None = None  # the flag when it is not --key-with-dashes (--from)
 
     @property
     def flag(self) -> str:
-        return "--" + self.key.replace("_", "-")
+        return self.flag_name or "--" + self.key.replace("_", "-")
 
 
 def family_defaults(key: str) -> dict[str, Any]:
@@ -219,12 +225,14 @@ def resolve_settings(
     preset: str | None = None,
     config: str | Path | None = None,
     saved: dict[str, Any] | None = None,
+    options: tuple[Option, ...] = OPTIONS,
 ) -> dict[str, Any]:
-    """The run's settings: every key of ``OPTIONS``, from the layers named in the module
+    """The run's settings: every key of ``options``, from the layers named in the module
     docstring. ``values`` holds only what was given (snake_case keys)."""
-    settings = {o.key: o.default for o in OPTIONS}
-    for layer in (saved or {}, _preset(preset), read_config_file(config) if config else {}, values):
-        settings.update(check_settings(layer, where="a setting"))
+    settings = {o.key: o.default for o in options}
+    file = read_config_file(config, options) if config else {}
+    for layer in (saved or {}, _preset(preset), file, values):
+        settings.update(check_settings(layer, where="a setting", options=options))
     return settings
 
 
@@ -236,13 +244,16 @@ def _preset(name: str | None) -> dict[str, Any]:
     return dict(PRESETS[name])
 
 
-def check_settings(values: dict[str, Any], where: str) -> dict[str, Any]:
+def check_settings(
+    values: dict[str, Any], where: str, options: tuple[Option, ...] = OPTIONS
+) -> dict[str, Any]:
     """Check keys and value types; ints are accepted where floats are wanted."""
+    by_key = {o.key: o for o in options}
     out = {}
     for key, value in values.items():
-        if key not in BY_KEY:
-            raise ValueError(f"{where}: unknown setting {key!r}; known: {', '.join(BY_KEY)}")
-        o = BY_KEY[key]
+        if key not in by_key:
+            raise ValueError(f"{where}: unknown setting {key!r}; known: {', '.join(by_key)}")
+        o = by_key[key]
         if value is None:
             out[key] = None
             continue
@@ -268,7 +279,7 @@ def _example(o: Option) -> Any:
 # -- train.toml ---------------------------------------------------------------------------------
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
+def read_config_file(path: str | Path, options: tuple[Option, ...] = OPTIONS) -> dict[str, Any]:
     """Settings from a TOML file: top-level keys and keys one table deep in ``TABLES``
     ([data], [model], [train]); another table is an error, not silently read.
 
@@ -282,11 +293,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"--config {path}: not valid TOML ({e})") from None
     flat: dict[str, Any] = {}
+    tables = tuple(dict.fromkeys([*TABLES, *(o.group for o in options)]))
     for key, value in raw.items():
-        if isinstance(value, dict) and key not in TABLES:
+        if isinstance(value, dict) and key not in tables:
             raise ValueError(
                 f"--config {path}: unknown table [{key}]; settings go at the top level or in "
-                f"{', '.join(f'[{t}]' for t in TABLES)}"
+                f"{', '.join(f'[{t}]' for t in tables)}"
             )
         items = value.items() if isinstance(value, dict) else [(key, value)]
         for k, v in items:
@@ -294,38 +306,50 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             if k in flat:
                 raise ValueError(f"--config {path}: {k} is set twice")
             flat[k] = v
-    return check_settings(flat, where=f"--config {path}")
+    return check_settings(flat, where=f"--config {path}", options=options)
 
 
-def write_settings(path: str | Path, settings: dict[str, Any]) -> Path:
+def write_settings(
+    path: str | Path,
+    settings: dict[str, Any],
+    options: tuple[Option, ...] = OPTIONS,
+    verb: str = "train",
+) -> Path:
     """Write the settings as TOML, grouped as in ``--help`` (unset ones and other families'
-    settings left out)."""
+    settings left out); ``verb`` is the command the header names."""
     lines = [
-        "# The settings of this run, written by `scratchllm train`.",
-        "# `scratchllm train --config THIS_FILE --out NEW_DIR` trains the same model again.",
+        f"# The settings of this run, written by `scratchllm {verb}`.",
+        f"# `scratchllm {verb} --config THIS_FILE --out NEW_DIR` trains the same model again.",
     ]
-    family = settings["model"]
-    for group in ("data", "model", "train"):
-        lines.append(f"\n[{group}]")
-        for o in OPTIONS:
+    family = settings.get("model") or DEFAULT_MODEL
+    for group in dict.fromkeys(o.group for o in options):
+        entries = []
+        for o in options:
             value = settings.get(o.key)
             if o.group != group or value is None:
                 continue
             own = o.key not in MODEL_KEYS or o.key == "block_size" or family_has(family, o.key)
             if own:
-                lines.append(f"{o.key} = {_toml_value(value)}")
+                entries.append(f"{o.key} = {_toml_value(value)}")
+        if entries:
+            lines += [f"\n[{group}]", *entries]
     return write_text(path, "\n".join(lines) + "\n")
 
 
-def saved_settings(out: str | Path) -> dict[str, Any]:
-    """The settings a run directory was trained with (``out/train.toml``)."""
-    path = Path(out) / SETTINGS_FILE
+def saved_settings(
+    out: str | Path,
+    file: str = SETTINGS_FILE,
+    options: tuple[Option, ...] = OPTIONS,
+    verb: str = "train",
+) -> dict[str, Any]:
+    """The settings a run directory was trained with (``out/train.toml``, or ``file``)."""
+    path = Path(out) / file
     if not path.is_file():
         raise FileNotFoundError(
             f"--resume: {path} is missing; it records the run's data, tokenizer and model "
-            "(was the run made by `scratchllm train`?)"
+            f"(was the run made by `scratchllm {verb}`?)"
         )
-    return read_config_file(path)
+    return read_config_file(path, options)
 
 
 def _toml_value(value: Any) -> str:

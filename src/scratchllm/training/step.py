@@ -1,11 +1,26 @@
 """One optimizer step, the only one: what the ``Trainer`` runs and ``train_step_fn`` exposes.
 
 In order: set the learning rate; for each micro-batch run forward (under autocast and
-label smoothing as configured) and backward, with the loss divided by the number of
-micro-batches so the gradients sum to those of one big batch; clip the global gradient
-norm; AdamW step; clear the gradients. Under DistributedDataParallel the gradients are
-averaged across processes during the last micro-batch's backward only (``no_sync`` on
-the others), so accumulation costs one all-reduce per step.
+label smoothing as configured) and backward, each loss weighted so the gradients sum to
+those of one big batch; clip the global gradient norm; AdamW step; clear the gradients.
+
+**Weighting.** A micro-batch's loss is the mean over its counted tokens. Windows of a
+token stream all count the same number of tokens, so each loss is divided by the number of
+micro-batches. With a loss mask (answer tokens only, padding left out) the counts differ,
+and a mean of per-batch means would weigh a token of a short batch more than one of a long
+batch. Then micro-batch i's loss (mean over its ``n_i`` tokens) is weighted by
+``n_i / N``, ``N`` the counted tokens of the whole optimizer step (all micro-batches, all
+processes): the step minimises ``sum of token losses / N``, exactly what one batch holding
+every row would give::
+
+    loss_step = sum_i (n_i / N) * mean_i = (sum over every counted token of its loss) / N
+
+Under DistributedDataParallel, which averages gradients over the W processes, ``N`` is
+summed over the processes (one all-reduce of a scalar) and the weight is ``W n_i / N``.
+
+Under DistributedDataParallel the gradients are averaged across processes during the last
+micro-batch's backward only (``no_sync`` on the others), so accumulation costs one
+all-reduce of the gradients per step.
 
 Nothing here reads a device tensor back to the host: the loss and the norm stay on the
 device, and the caller decides when to sync (the Trainer: once per log step).
@@ -28,7 +43,33 @@ from scratchllm.training.device import autocast, autocast_dtype, resolve_device
 from scratchllm.training.optimizer import configure_optimizer
 from scratchllm.training.schedule import lr_at
 
-MicroBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # x, y, mask: (B, T) each
+# (x, y, mask) or (x, y, mask, documents), each (B, T); mask None = every target counts;
+# documents: packed rows, the example each position belongs to (models.gpt's ``documents``).
+MicroBatch = tuple[torch.Tensor | None, ...]
+# A loss other than the model's own (e.g. distillation): (model, micro-batch) -> the mean over
+# the micro-batch's counted tokens.
+LossFn = Callable[[torch.nn.Module, MicroBatch], torch.Tensor]
+IGNORE_INDEX = -1  # targets that never count (models.base.lm_loss)
+
+
+def forward_loss(model: torch.nn.Module, batch: MicroBatch) -> torch.Tensor:
+    """The model's own loss on a micro-batch: ``model(x, y, mask)``, with ``documents=`` for
+    packed rows (several examples in one row, attending only within their own)."""
+    x, y, m, *rest = batch
+    documents = rest[0] if rest else None
+    if documents is None:
+        return model(x, y, m)[1]
+    return model(x, y, m, documents=documents)[1]
+
+
+def counted_tokens(batch: MicroBatch) -> torch.Tensor:
+    """How many targets of a micro-batch count: mask true and target not ``IGNORE_INDEX``
+    (a device tensor, no sync)."""
+    _, y, m, *_ = batch
+    keep = y != IGNORE_INDEX
+    if m is not None:
+        keep = keep & m.bool()
+    return keep.sum()
 
 
 @dataclass
@@ -47,28 +88,54 @@ class TrainStep:
     device: torch.device
     amp_dtype: torch.dtype | None  # autocast dtype, None = plain float32
     ddp: bool = False  # forward_model is DDP: skip the gradient sync on all but the last
+    loss_fn: LossFn | None = None  # None: the model's own loss (forward_loss)
 
     def run(self, step: int, micro_batches: Sequence[MicroBatch]) -> tuple[torch.Tensor, ...]:
         """Update number ``step`` (0-based) on ``micro_batches`` (already on the device).
 
-        Returns ``(mean loss of the micro-batches, gradient norm before clipping or None)``,
-        both device tensors.
+        Returns ``(the step's loss, gradient norm before clipping or None)``, both device
+        tensors; the loss is the mean over the step's counted tokens (module docstring).
         """
         cfg = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         A = len(micro_batches)
+        counts = self._token_counts(micro_batches)  # None: equal counts, 1 / A each
+        loss_fn = self.loss_fn or forward_loss
         step_loss = torch.zeros((), device=self.device)
-        for i, (x, y, m) in enumerate(micro_batches):
+        for i, batch in enumerate(micro_batches):
             last = i == A - 1
             no_sync = self.forward_model.no_sync() if self.ddp and not last else None
             with no_sync or contextlib.nullcontext():
                 with autocast(self.device, self.amp_dtype), label_smoothing(cfg.label_smoothing):
-                    _, loss = self.forward_model(x, y, m)
-                (loss / A).backward()
-            step_loss += loss.detach()
+                    loss = loss_fn(self.forward_model, batch)
+                if counts is None:
+                    (loss / A).backward()
+                    step_loss = step_loss + loss.detach()
+                else:  # n_i / N (W n_i / N under DDP), in the loss's precision
+                    n, total, scale = counts
+                    weight = n[i].to(loss.dtype) * scale / total.to(loss.dtype)
+                    (loss * weight).backward()
+                    step_loss = step_loss + loss.detach() * weight
         norm = self._update()
-        return step_loss / A, norm
+        return (step_loss / A if counts is None else step_loss), norm
+
+    def _token_counts(
+        self, micro_batches: Sequence[MicroBatch]
+    ) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        """``(counted tokens per micro-batch, their total over every process, W)``, or None
+        when no micro-batch has a mask (each counts all of its ``B * T`` targets)."""
+        if all(b[2] is None for b in micro_batches):
+            return None
+        counts = torch.stack([counted_tokens(b) for b in micro_batches]).to(self.device)
+        total = counts.sum()
+        scale = 1.0
+        if self.ddp:
+            import torch.distributed as dist
+
+            dist.all_reduce(total)  # the counted tokens of every process's micro-batches
+            scale = float(dist.get_world_size())
+        return counts, total.clamp(min=1), scale
 
     def _update(self) -> torch.Tensor | None:
         """Clip the global gradient norm (if ``grad_clip``), step, clear the gradients.

@@ -18,6 +18,11 @@ m of rank r takes rows ``[(m * world_size + r) * batch_size, ...+ batch_size)``.
 accumulation and data parallelism see exactly the windows of one big batch, and the
 generator's state is the data position a checkpoint saves.
 
+**Data** is any batch source: a ``TokenDataset`` (windows of a token stream) or any object
+with the same ``get_batch(split, n, block_size, rng)`` and ``vocab_size``, such as
+``data.example_dataset.ExampleDataset`` (whole fine-tuning examples, padded or packed). A
+batch is ``(x, y, mask)`` or, for packed rows, ``(x, y, mask, documents)``.
+
 **Evaluators** are ``evaluator(model, tokenizer) -> dict`` functions whose entries join the
 evaluation's row (rank 0 runs them). By default, for a synthetic language (given, or
 recognised from the dataset's source) it is ``ValidityEvaluator``: the share of sampled
@@ -81,7 +86,13 @@ from scratchllm.training.device import autocast, autocast_dtype, resolve_device
 from scratchllm.training.optimizer import configure_optimizer
 from scratchllm.training.plot import plot_metrics, read_metrics
 from scratchllm.training.schedule import lr_at, schedule_change
-from scratchllm.training.step import MicroBatch, TrainStep
+from scratchllm.training.step import (
+    LossFn,
+    MicroBatch,
+    TrainStep,
+    counted_tokens,
+    forward_loss,
+)
 from scratchllm.training.step import train_step_fn as train_step_fn  # its first home
 
 METRICS_FILE = "metrics.jsonl"
@@ -90,6 +101,9 @@ _EVAL_SEED_OFFSET = 1_000_003  # validation batches come from their own fixed ge
 
 Callback = Callable[["Trainer"], None]
 Evaluator = Callable[[LanguageModel, Tokenizer], dict[str, Any]]
+# Writes a checkpoint's model files into a (temporary) directory: checkpoint.save_checkpoint's
+# ``files``. None: the model's and the tokenizer's own save.
+CheckpointFiles = Callable[[Path], None]
 
 
 class TrainingDiverged(FloatingPointError, ValueError):
@@ -138,12 +152,15 @@ class Trainer:
     ``evaluators`` run at each evaluation (module docstring); None means the default.
     ``callbacks`` are called as ``callback(trainer)`` after every optimizer step (read
     ``trainer.step`` and ``trainer.last_loss``, a device tensor: ``.item()`` syncs).
+    ``loss_fn`` replaces the model's own training loss (``step.LossFn``, e.g. distillation;
+    the validation loss stays the model's). ``checkpoint_files`` writes the model's files of
+    every checkpoint (e.g. an adapter alone, or the weights and a chat template).
     """
 
     def __init__(
         self,
         model: LanguageModel,
-        data: TokenDataset | str | Path,
+        data: TokenDataset | Any | str | Path,
         config: TrainConfig | None = None,
         tokenizer: Tokenizer | None = None,
         language: Language | str | None = None,
@@ -151,14 +168,18 @@ class Trainer:
         evaluators: Sequence[Evaluator] | None = None,
         callbacks: Sequence[Callback] = (),
         log: Callable[[str], None] | None = None,
+        loss_fn: LossFn | None = None,
+        checkpoint_files: CheckpointFiles | None = None,
     ) -> None:
         self.config = cfg = config or TrainConfig()
         self.model = model
-        self.data = data if isinstance(data, TokenDataset) else TokenDataset(data)
+        self.data = TokenDataset(data) if isinstance(data, str | Path) else data
         self.tokenizer = tokenizer if tokenizer is not None else self.data.tokenizer()
         self.language = _resolve_language(language, self.data)
         self.evaluators = list(evaluators) if evaluators is not None else self._default_evals()
         self.callbacks = list(callbacks)
+        self.loss_fn = loss_fn
+        self.checkpoint_files = checkpoint_files
         self._log_fn = log
         _check_vocab(model, self.data, self.tokenizer)
         model_block = getattr(getattr(model, "config", None), "block_size", None)
@@ -210,9 +231,11 @@ class Trainer:
     def resume(
         cls,
         run_dir: str | Path,
-        data: TokenDataset | str | Path,
+        data: TokenDataset | Any | str | Path,
         config: TrainConfig | None = None,
         language: Language | str | None = None,
+        *,
+        prepare: Callable[[LanguageModel], LanguageModel] | None = None,
         **kwargs: Any,
     ) -> Trainer:
         """A trainer that continues the run saved in ``run_dir`` (its ``last/`` checkpoint)
@@ -220,9 +243,12 @@ class Trainer:
 
         ``config`` defaults to the saved one (``saved_config``); pass a changed copy to
         override fields, e.g. ``saved_config(d).replace(max_iters=4000)``. The run keeps
-        writing to ``config.out_dir``.
+        writing to ``config.out_dir``. ``prepare(model) -> model`` runs on the loaded model
+        before the optimizer is built (e.g. to say again which parameters train).
         """
         ckpt = load_checkpoint(run_dir, which=LAST)
+        if prepare is not None:
+            ckpt.model = prepare(ckpt.model)
         if ckpt.state is None:
             raise FileNotFoundError(
                 f"{ckpt.path}: no trainer_state.json, so there is nothing to resume "
@@ -290,6 +316,7 @@ class Trainer:
                 self.device,
                 self.amp_dtype,
                 ddp=self.dist.enabled,
+                loss_fn=self.loss_fn,
             )
         if resuming:
             self._restore(self._resume_from)
@@ -360,8 +387,9 @@ class Trainer:
         micro: list[MicroBatch] = []
         for a in range(A):
             lo = (a * W + self.dist.rank) * B
-            x, y, m = (None if t is None else self._to_device(t[lo : lo + B]) for t in batch)
-            micro.append((x, y, m))
+            micro.append(
+                tuple(None if t is None else self._to_device(t[lo : lo + B]) for t in batch)
+            )
         loss, norm = self._step_fn.run(self.step, micro)
         if norm is not None:
             self._acc.grad_norm = norm
@@ -510,20 +538,23 @@ class Trainer:
         return out
 
     def _mean_loss(self, split: str) -> float:
-        """Mean loss over ``eval_iters`` batches from a fixed generator (the same every call)."""
+        """Mean loss over ``eval_iters`` batches from a fixed generator (the same every call):
+        each batch weighted by its counted tokens when it has a mask (as in training)."""
         cfg, info = self.config, self.dist
         B, W = cfg.batch_size, info.world_size
         rng = np.random.default_rng(cfg.seed + _EVAL_SEED_OFFSET)
         self.model.eval()
-        total = torch.zeros(2, device=self.device)  # (sum of batch losses, batches)
+        total = torch.zeros(2, device=self.device)  # (sum of weighted losses, weights)
         with torch.no_grad(), autocast(self.device, self.amp_dtype):
             for _ in range(cfg.eval_iters):
                 # The same windows as one process with the combined batch; each takes its rows.
-                x, y, m = self.data.get_batch(split, B * W, self.block_size, rng)
+                batch = self.data.get_batch(split, B * W, self.block_size, rng)
                 rows = slice(info.rank * B, (info.rank + 1) * B)
-                m = None if m is None else m[rows].to(self.device)
-                _, loss = self.fwd_model(x[rows].to(self.device), y[rows].to(self.device), m)
-                total += torch.stack([loss.float(), torch.ones((), device=self.device)])
+                mb = tuple(None if t is None else t[rows].to(self.device) for t in batch)
+                loss = forward_loss(self.fwd_model, mb)
+                one = torch.ones((), device=self.device)
+                n = one if mb[2] is None else counted_tokens(mb).float()
+                total += torch.stack([loss.float() * n, n])
         total = dist_utils.all_reduce_sum(total, info)
         self.model.train()
         s, n = total.tolist()
@@ -555,12 +586,22 @@ class Trainer:
                 self.evals_since_best = 0
                 if self.dist.is_main:
                     # Weights only: best/ is for sampling; last/ records best_step.
-                    save_checkpoint(self.out_dir / BEST, self.model, self.tokenizer)
+                    save_checkpoint(
+                        self.out_dir / BEST,
+                        self.model,
+                        self.tokenizer,
+                        files=self.checkpoint_files,
+                    )
             else:
                 self.evals_since_best += 1
         if self.dist.is_main:
             save_checkpoint(
-                self.out_dir / LAST, self.model, self.tokenizer, self.optimizer, self._state()
+                self.out_dir / LAST,
+                self.model,
+                self.tokenizer,
+                self.optimizer,
+                self._state(),
+                files=self.checkpoint_files,
             )
         dist_utils.barrier(self.dist)
 
@@ -751,7 +792,7 @@ def _check_vocab(model: torch.nn.Module, data: TokenDataset, tokenizer: Tokenize
     V = getattr(model, "vocab_size", None)
     if V is not None and data.vocab_size != V:
         raise ValueError(
-            f"the dataset {data.directory} has vocab_size {data.vocab_size} but "
+            f"the dataset {getattr(data, 'directory', '')} has vocab_size {data.vocab_size} but "
             f"the model {V}; build the model with vocab_size={data.vocab_size}"
         )
     if V is not None and tokenizer.vocab_size != V:
@@ -825,7 +866,7 @@ def _resolve_language(language: Language | str | None, data: TokenDataset) -> La
     if language is not None:
         return language
     with contextlib.suppress(ValueError, TypeError):
-        return language_of(str(getattr(data.meta, "source", "")))
+        return language_of(str(getattr(getattr(data, "meta", None), "source", "")))
     return None
 
 
