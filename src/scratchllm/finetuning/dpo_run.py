@@ -38,7 +38,7 @@ import torch
 from scratchllm.configs.rl import DPOConfig
 from scratchllm.data.preferences import read_pairs
 from scratchllm.finetuning.loop import run_loop
-from scratchllm.finetuning.method_run import MethodRun
+from scratchllm.finetuning.method_run import MethodRun, finish
 from scratchllm.finetuning.pair_data import EncodedPair, encode_pairs, pair_logprobs, split_pairs
 from scratchllm.finetuning.policy import (
     Policy,
@@ -244,4 +244,4 @@ def dpo_run(
         say(line)
     save_settings(out, s, DPO_OPTIONS, verb)
     result = run_loop(learner, tcfg, out, resume=resume, say=say, after_update=policy.rows)
-    return MethodRun(s, out, result, lines, {"learner": learner})
+    return finish(s, out, result, lines, learner=learner)

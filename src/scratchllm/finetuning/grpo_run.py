@@ -42,7 +42,7 @@ from scratchllm.evaluation.task import split_prompt
 from scratchllm.finetuning.grpo import group_advantages, grpo_loss
 from scratchllm.finetuning.logprobs import entropy, token_logprobs
 from scratchllm.finetuning.loop import run_loop
-from scratchllm.finetuning.method_run import MethodRun
+from scratchllm.finetuning.method_run import MethodRun, finish
 from scratchllm.finetuning.policy import Policy, frozen, run_settings, save_settings, start_policy
 from scratchllm.finetuning.rl_settings import GRPO_OPTIONS, grpo_config
 from scratchllm.finetuning.rollout import (
@@ -247,4 +247,4 @@ def grpo_run(
         say(line)
     save_settings(out, s, GRPO_OPTIONS, verb)
     result = run_loop(learner, tcfg, out, resume=resume, say=say, after_update=policy.rows)
-    return MethodRun(s, out, result, lines, {"learner": learner})
+    return finish(s, out, result, lines, learner=learner)

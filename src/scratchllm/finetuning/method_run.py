@@ -17,6 +17,19 @@ class MethodRun:
     result: LoopResult
     lines: list[str] = field(default_factory=list)  # what the run said before training
     extra: dict[str, Any] = field(default_factory=dict)  # the method's own (e.g. the reference)
+    merged: Path | None = None  # with --merge: the adapters folded into a plain checkpoint
+
+
+def finish(
+    settings: dict[str, Any], out: Path, result: LoopResult, lines: list[str], **extra: Any
+) -> MethodRun:
+    """The run's result; with LoRA and ``--merge``, ``out/merged`` written (sft's)."""
+    merged = None
+    if settings.get("merge") and settings.get("lora_r") and result.checkpoint is not None:
+        from scratchllm.finetuning.adapters import merge_checkpoint
+
+        merged = merge_checkpoint(result.checkpoint, out / "merged")
+    return MethodRun(settings, out, result, lines, extra, merged)
 
 
 def summary_lines(run: MethodRun, verb: str) -> list[str]:
@@ -33,6 +46,7 @@ def summary_lines(run: MethodRun, verb: str) -> list[str]:
         ("best", r.best_checkpoint),
         ("metrics", r.metrics_file),
         ("settings", out / SETTINGS_FILE),
+        ("merged", run.merged),
     ):
         if path is not None:
             lines.append(f"  {label:<16} {path}")

@@ -73,6 +73,8 @@ def run_settings(
                 f"{', '.join(repr(saved.get(k)) for k in changed)}); start a new run instead"
             )
     settings = resolve_settings(values, config=config, saved=saved, options=options)
+    if settings.get("min_lr") is None:
+        settings["min_lr"] = settings["lr"] / 10  # nanoGPT's, whatever --lr is
     for key, flag in (("base", "--from"), ("data", "--data")):
         if not settings.get(key):
             raise ValueError(f"{verb} needs {flag}")

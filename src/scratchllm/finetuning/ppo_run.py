@@ -45,7 +45,7 @@ from scratchllm.finetuning.heads import VALUE_FILE, ValueHead, hidden_states, lo
 from scratchllm.finetuning.kl import shaped_rewards
 from scratchllm.finetuning.logprobs import token_logprobs
 from scratchllm.finetuning.loop import run_loop
-from scratchllm.finetuning.method_run import MethodRun
+from scratchllm.finetuning.method_run import MethodRun, finish
 from scratchllm.finetuning.policy import Policy, frozen, run_settings, save_settings, start_policy
 from scratchllm.finetuning.ppo import entropy_bonus, ppo_policy_loss, ppo_value_loss
 from scratchllm.finetuning.rl_settings import PPO_OPTIONS, ppo_config
@@ -266,4 +266,4 @@ def ppo_run(
         say(line)
     save_settings(out, s, PPO_OPTIONS, verb)
     result = run_loop(learner, tcfg, out, resume=resume, say=say, after_update=policy.rows)
-    return MethodRun(s, out, result, lines, {"learner": learner})
+    return finish(s, out, result, lines, learner=learner)

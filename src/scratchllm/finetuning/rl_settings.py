@@ -69,6 +69,7 @@ def _o(group: str, key: str, type_: type, help_: str, default: Any = None, **kw:
 
 def _train(**changes: tuple[Any, str | None]) -> tuple[Option, ...]:
     """train's options, with ``key=(default, help or None)`` changed for this method."""
+    changes.setdefault("min_lr", (None, "the floor the cosine decays to (default: lr / 10)"))
     out = []
     for key in TRAIN_KEYS:
         o = BY_KEY[key]
