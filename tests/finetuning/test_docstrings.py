@@ -17,6 +17,10 @@ MODULES = [
     "ppo",
     "grpo",
     "passk",
+    "verifier",
+    "sequences",
+    "pair_data",
+    "rl_settings",
 ]
 
 
@@ -38,3 +42,9 @@ def test_passk_imports_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0.5"
+
+
+@pytest.mark.parametrize("module", ["scratchllm.configs.rl", "scratchllm.data.preferences"])
+def test_rl_config_and_data_examples(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
