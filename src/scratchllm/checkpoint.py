@@ -257,7 +257,7 @@ class Checkpoint:
         np_state = dict(rng["numpy"])
         np_state["state"] = dict(np_state["state"], key=np.asarray(np_state["state"]["key"]))
         np.random.set_state(np_state)
-        if torch_state:
+        if torch_state and "rng.torch" in self.tensors:  # (a NumPy engine run saves none)
             torch.set_rng_state(self.tensors["rng.torch"])
             cuda = [self.tensors[k] for k in sorted(self.tensors) if k.startswith("rng.cuda.")]
             if cuda and torch.cuda.is_available():
@@ -330,7 +330,7 @@ def read_trainer_state(directory: str | Path) -> tuple[dict[str, Any], dict[str,
         tensors = load_file(str(tfile))
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ValueError(f"{tfile}: corrupt or truncated ({e})") from None
-    if "rng.torch" not in tensors:
+    if "rng.torch" not in tensors and state.get("engine") != "numpy":  # NumPy runs have none
         raise ValueError(f"{tfile}: no torch RNG state in it; the file is not a trainer state")
     return state, tensors
 

@@ -11,17 +11,20 @@ yields them as they are made, for a terminal or a server to show::
 
 Sample ``i`` is seeded ``seed + i`` (as ``generate`` seeds row i of a batch), so a sample is
 the same whether it was asked for alone or among others.
+
+The prompt helpers (``encode_prompt``, ``check_options``) import no torch: the NumPy
+engine's sampler (``scratchllm.numpy_gpt.textgen``) shares them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scratchllm.checkpoint import BEST, LAST, load_checkpoint
-from scratchllm.generation import beam_search, generate, stream_generate
-from scratchllm.models.base import LanguageModel
-from scratchllm.tokenizers.base import Tokenizer
+if TYPE_CHECKING:  # torch is imported where a model is: the prompt helpers need none
+    from scratchllm.models.base import LanguageModel
+    from scratchllm.tokenizers.base import Tokenizer
 
 
 def load_model(
@@ -29,6 +32,8 @@ def load_model(
 ) -> tuple[LanguageModel, Tokenizer]:
     """The model (in eval mode) and tokenizer of a run directory (its ``last/``, or
     ``best/``) or a checkpoint directory."""
+    from scratchllm.checkpoint import BEST, LAST, load_checkpoint
+
     ckpt = load_checkpoint(path, device=device, which=BEST if best else LAST)
     return ckpt.model.eval(), ckpt.tokenizer
 
@@ -76,6 +81,8 @@ def iter_completions(
     ``temperature`` (0: greedy), ``top_k``, ``top_p`` and ``repetition_penalty`` and ends
     before a ``stop`` string.
     """
+    from scratchllm.generation import beam_search, generate, stream_generate
+
     check_options(max_new_tokens, num_samples, num_beams, stream)
     ids, _ = encode_prompt(tokenizer, prompt)
     if num_beams > 1:

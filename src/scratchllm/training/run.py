@@ -1,9 +1,10 @@
 """A training run from settings: what ``scratchllm train`` (and ``demo``) does.
 
-``train_run(out, values)`` resolves the settings (``training.settings``: defaults, a
+``train_run(out, values)`` resolves the settings (``resolve_run_settings``: defaults, a
 preset, a TOML file, ``values``; on resume the run's saved ones first), prepares the data
-into ``out/data`` (``data.prepare``), builds the model (``models.build``) or restores it
-from ``out/last``, and trains it with the ``Trainer``. The run directory it leaves::
+into ``out/data`` (``data.prepare``), builds the model (``models.build``), restores it
+from ``out/last`` or starts it from another checkpoint's weights (``init_from``), and
+trains it with the ``Trainer``. The run directory it leaves::
 
     out/train.toml      the resolved settings (``--config out/train.toml`` repeats the run)
     out/data/           the tokenized corpus (a TokenDataset) and its tokenizer
@@ -12,6 +13,11 @@ from ``out/last``, and trains it with the ``Trainer``. The run directory it leav
 
 >>> run = train_run("runs/cats", {"data": "cats.txt", "max_iters": 200})   # doctest: +SKIP
 >>> run.result.best_val_loss, run.result.checkpoint                        # doctest: +SKIP
+
+This is the PyTorch engine's run. The NumPy engine's (``engine = "numpy"``) is
+``scratchllm.numpy_gpt.run``, a layer above: it shares the settings, the data preparation
+and the helpers at the end of this module, none of which imports torch (torch is imported
+where a model is built).
 """
 
 from __future__ import annotations
@@ -21,26 +27,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from scratchllm import models
-from scratchllm.checkpoint import DATA_DIR, LAST, load_checkpoint
 from scratchllm.data.prepare import PreparedData, prepare_data
-from scratchllm.models.base import LanguageModel
-from scratchllm.training import distributed
 from scratchllm.training.settings import (
     BY_KEY,
+    MODEL_KEYS,
     SETTINGS_FILE,
     data_config,
+    family_has,
     model_config,
     resolve_settings,
     saved_settings,
     train_config,
     write_settings,
 )
-from scratchllm.training.trainer import Trainer, TrainResult
+
+if TYPE_CHECKING:
+    from scratchllm.configs import TrainConfig
+    from scratchllm.models.base import LanguageModel
+    from scratchllm.training.trainer import TrainResult
+
+# The run directory's layout, as scratchllm.checkpoint names it (that module imports torch).
+LAST, DATA_DIR = "last", "data"
 
 
 @dataclass
@@ -68,21 +77,47 @@ def train_run(
     flags of ``scratchllm train``, snake_case) over ``preset`` and the TOML file ``config``.
 
     ``resume`` continues the run in ``out`` with its saved settings (``values`` override
-    them; the tokenizer cannot change). ``force`` starts a new run over one already there.
-    ``say`` receives the lines the command prints while it prepares.
+    them; the tokenizer and the engine cannot change). ``force`` starts a new run over one
+    already there. ``say`` receives the lines the command prints while it prepares.
     """
+    settings = resolve_run_settings(out, values, preset=preset, config=config, resume=resume)
+    return train_from_settings(settings, out, resume=resume, force=force, say=say)
+
+
+def resolve_run_settings(
+    out: str | Path,
+    values: dict[str, Any] | None = None,
+    *,
+    preset: str | None = None,
+    config: str | Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """The settings of a run (``resolve_settings``; with ``resume`` over the run's saved
+    ones), refusing what cannot change on resume and a tokenizer given with ``init_from``.
+    Torch-free: ``settings["engine"]`` says which ``train_from_settings`` runs them."""
     out = Path(out)
     values = dict(values or {})
     saved = saved_settings(out) if resume else None
     if saved is not None:  # (a changed model setting is caught against the checkpoint)
-        for key in ("tokenizer", "vocab_size"):
+        for key in ("tokenizer", "vocab_size", "engine"):
             if key in values and values[key] != saved.get(key, BY_KEY[key].default):
+                fix = {
+                    "engine": "; to go on in the other engine, start a new run from this "
+                    f"one's weights: --init-from {out} --engine {values[key]} --out NEW_DIR",
+                }.get(key, "; the checkpoint's tokenizer is used")
                 raise ValueError(
                     f"--resume: --{key.replace('_', '-')} cannot change (the run in {out} used "
-                    f"{saved.get(key)!r}); the checkpoint's tokenizer is used"
+                    f"{saved.get(key, BY_KEY[key].default)!r}){fix}"
                 )
     settings = resolve_settings(values, preset=preset, config=config, saved=saved)
-    return train_from_settings(settings, out, resume=resume, force=force, say=say)
+    if settings.get("init_from") and not resume:
+        for key in ("tokenizer", "vocab_size"):
+            if key in values:
+                raise ValueError(
+                    f"--init-from {settings['init_from']}: the checkpoint's tokenizer is used "
+                    f"(its weights fit no other); drop --{key.replace('_', '-')}"
+                )
+    return settings
 
 
 def train_from_settings(
@@ -93,51 +128,141 @@ def train_from_settings(
     force: bool = False,
     say: Callable[[str], None] = print,
 ) -> Run:
-    """Prepare the data, build (or restore) the model and train it into ``out``, with
-    ``settings`` already resolved (``resolve_settings``)."""
+    """Prepare the data, build (or restore, or start from ``init_from``) the model and
+    train it into ``out`` with the PyTorch ``Trainer``, with ``settings`` already
+    resolved (``resolve_run_settings``)."""
+    import torch
+
+    from scratchllm import models
+    from scratchllm.checkpoint import load_checkpoint
+    from scratchllm.training import distributed
+    from scratchllm.training.trainer import Trainer
+
     out = Path(out)
-    _check_out_dir(out, resume, force)
-    ckpt_tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer if resume else None
-    t0 = time.perf_counter()
-    rank = distributed.detect().rank
-    data = prepare_data(data_config(settings), out / DATA_DIR, ckpt_tokenizer, rank=rank)
+    if settings.get("engine", "torch") != "torch":
+        raise ValueError(
+            f"engine {settings['engine']!r}: this is the PyTorch engine's run; the NumPy "
+            "engine's is scratchllm.numpy_gpt.run.train_from_settings (or train_run)"
+        )
+    check_out_dir(out, resume, force)
+    init = None
+    if settings.get("init_from") and not resume:
+        init = load_checkpoint(settings["init_from"], require_tokenizer=True)
+        settings = init_settings(settings, init.model.config, init.path)
+    if resume:
+        tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer
+    else:
+        tokenizer = init.tokenizer if init is not None else None
+    data = prepare_run_data(settings, out, tokenizer, say, rank=distributed.detect().rank)
     tok, ds = data.tokenizer, data.dataset
     mcfg = model_config(settings, tok.vocab_size)
     tcfg = train_config(settings, out, hasattr(mcfg, "block_size"))
-    m = ds.meta
-    corpus = f"{data.n_chars:,} characters -> " if data.n_chars else ""
-    say(
-        f"data      {settings['data']}: {corpus}{m.n_tokens:,} tokens "
-        f"({m.n_train:,} train, {m.n_val:,} validation) in {time.perf_counter() - t0:.1f} s"
-    )
-    say(f"tokenizer {tok.kind}, {tok.vocab_size:,} tokens")
     if resume:
         trainer = Trainer.resume(out, ds, tcfg, data.language, log=say)
         if trainer.model.config != mcfg:
-            raise ValueError(_arch_change(trainer.model.config, mcfg, out))
+            raise ValueError(arch_change(trainer.model.config, mcfg, out))
         model = trainer.model
     else:
         torch.manual_seed(tcfg.seed)  # the initial weights, before the Trainer reseeds
         model = models.build(settings["model"], **dataclasses.asdict(mcfg))
+        if init is not None:
+            model.load_state_dict(init.model.state_dict())
         trainer = Trainer(model, ds, tcfg, tok, data.language, log=say)
     name = type(model).__name__
     if trainer.counting:
         say(f"model     {name} ({_describe(mcfg)}): counts, no training steps")
     else:
-        say(f"model     {name} ({_describe(mcfg)}), {model.num_parameters():,} parameters")
-        tokens = tcfg.batch_size * tcfg.gradient_accumulation_steps * trainer.block_size
-        say(
-            f"training  {tcfg.max_iters:,} steps x {tokens:,} tokens, lr {tcfg.lr:g} "
-            f"(warmup {tcfg.warmup_steps}, {tcfg.schedule} to {tcfg.min_lr:g}), "
-            f"device {tcfg.device}"
-        )
+        say_model(say, name, mcfg, model.num_parameters(), settings, tcfg, trainer.block_size)
     out.mkdir(parents=True, exist_ok=True)
     write_settings(out / SETTINGS_FILE, settings)
     result = trainer.train()
     return Run(settings, out, data, model, result)
 
 
-def _check_out_dir(out: Path, resume: bool, force: bool) -> None:
+# -- the pieces both engines share (torch-free) ---------------------------------------------------
+
+
+def prepare_run_data(
+    settings: dict[str, Any],
+    out: Path,
+    tokenizer: Any | None,
+    say: Callable[[str], None],
+    rank: int = 0,
+) -> PreparedData:
+    """``prepare_data`` into ``out/data`` (with ``tokenizer`` when given: a resumed run's
+    or ``init_from``'s), and the lines that say what it made."""
+    t0 = time.perf_counter()
+    data = prepare_data(data_config(settings), out / DATA_DIR, tokenizer, rank=rank)
+    m, tok = data.dataset.meta, data.tokenizer
+    corpus = f"{data.n_chars:,} characters -> " if data.n_chars else ""
+    say(
+        f"data      {settings['data']}: {corpus}{m.n_tokens:,} tokens "
+        f"({m.n_train:,} train, {m.n_val:,} validation) in {time.perf_counter() - t0:.1f} s"
+    )
+    say(f"tokenizer {tok.kind}, {tok.vocab_size:,} tokens")
+    return data
+
+
+def say_model(
+    say: Callable[[str], None],
+    name: str,
+    mcfg: Any,
+    n_params: int,
+    settings: dict[str, Any],
+    tcfg: TrainConfig,
+    block_size: int,
+) -> None:
+    """The model and training lines a run prints before its first step."""
+    start = f", from {settings['init_from']}" if settings.get("init_from") else ""
+    say(f"model     {name} ({_describe(mcfg)}), {n_params:,} parameters{start}")
+    tokens = tcfg.batch_size * tcfg.gradient_accumulation_steps * block_size
+    engine = settings.get("engine", "torch")
+    say(
+        f"training  {tcfg.max_iters:,} steps x {tokens:,} tokens, lr {tcfg.lr:g} "
+        f"(warmup {tcfg.warmup_steps}, {tcfg.schedule} to {tcfg.min_lr:g}), "
+        f"device {'cpu (NumPy)' if engine == 'numpy' else tcfg.device}"
+    )
+
+
+# Settings that may differ from an init_from checkpoint's: they change no weight's shape.
+INIT_MAY_CHANGE = ("dropout", "fast")
+
+
+def init_settings(settings: dict[str, Any], config: Any, path: str | Path) -> dict[str, Any]:
+    """``settings`` with the model and tokenizer of the checkpoint at ``path`` (whose model
+    config is ``config``): a model setting left at its default becomes the checkpoint's;
+    one set to another value is an error naming it (those in ``INIT_MAY_CHANGE`` excepted).
+    The tokenizer becomes the checkpoint directory, whose tokenizer.json the data is
+    prepared with (so ``train.toml`` repeats the run)."""
+    from scratchllm.configs.models import CONFIGS
+
+    values = dataclasses.asdict(config)
+    family = next(f for f, cls in CONFIGS.items() if isinstance(config, cls))
+    name = values["cell"] if family == "rnn" else family
+    where = f"--init-from {settings['init_from']}"
+    out = dict(settings)
+    if out["model"] not in (name, BY_KEY["model"].default):
+        raise ValueError(f"{where}: the checkpoint holds a {name} model, not --model {out['model']}")
+    out["model"] = name
+    wrong = []
+    for key in MODEL_KEYS:
+        if key not in values or not family_has(name, key):
+            continue
+        given, default, saved = out.get(key), BY_KEY[key].default, values[key]
+        if given is None or given == default or given == saved:
+            out[key] = saved
+        elif key not in INIT_MAY_CHANGE:
+            wrong.append(f"--{key.replace('_', '-')} {given} (it has {saved})")
+    if wrong:
+        raise ValueError(
+            f"{where}: the model is the checkpoint's, but {'; '.join(wrong)}; drop those "
+            "flags, or train a new model without --init-from"
+        )
+    out["tokenizer"], out["vocab_size"] = str(path), None
+    return out
+
+
+def check_out_dir(out: Path, resume: bool, force: bool) -> None:
     has_run = (out / LAST).exists() or (out / f".{LAST}.old").exists()
     if resume and not has_run:
         raise FileNotFoundError(
@@ -151,7 +276,7 @@ def _check_out_dir(out: Path, resume: bool, force: bool) -> None:
         )
 
 
-def _arch_change(saved: Any, new: Any, out: Path) -> str:
+def arch_change(saved: Any, new: Any, out: Path) -> str:
     a, b = dataclasses.asdict(saved), dataclasses.asdict(new)
     diff = [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k)]
     return (

@@ -46,6 +46,8 @@ from scratchllm.files import write_text
 
 SETTINGS_FILE = "train.toml"  # in the run directory: the resolved settings
 DEFAULT_MODEL = "gpt"
+ENGINES = ("torch", "numpy")  # torch: training.run; numpy: numpy_gpt.run (GPT only)
+DEFAULT_ENGINE = "torch"
 _DATA = {f.name: f.default for f in dataclasses.fields(DataConfig)}
 _TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _UNSET = object()  # an Option whose default is looked up in the dataclasses
@@ -183,6 +185,12 @@ OPTIONS: tuple[Option, ...] = (
     _o("train", "bf16", bool, "bf16 autocast (accelerators; skipped on CPU)",
        _TRAIN["dtype"] == "bfloat16"),
     _o("train", "quiet", bool, "no progress bar", not _TRAIN["progress"]),
+    # -- the run (not TrainConfig fields: what trains, and from which weights) ------------------
+    _o("train", "engine", str, "torch (PyTorch, every family) or numpy (the NumPy GPT: "
+       "no torch needed)", DEFAULT_ENGINE, choices=ENGINES),
+    _o("train", "init_from", str, "start from the weights of this checkpoint (or run "
+       "directory: its last/); the model and tokenizer are its, the optimizer starts afresh",
+       metavar="CKPT"),
 )
 # fmt: on
 BY_KEY = {o.key: o for o in OPTIONS}
