@@ -9,9 +9,9 @@
 
 The work is ``scratchllm.training.run.train_run`` (with ``--engine numpy``,
 ``scratchllm.numpy_gpt.run.train_run``: the NumPy GPT, no torch imported); the settings
-(their layers, defaults and the TOML file) are ``scratchllm.training.settings``. Every flag's default is
-``argparse.SUPPRESS``, so the namespace holds only what was typed: that is how a flag
-given explicitly is told apart from one left at its default.
+(their layers, defaults and the TOML file) are ``scratchllm.training.settings``. Every
+flag's default is ``argparse.SUPPRESS``, so the namespace holds only what was typed: that
+is how a flag given explicitly is told apart from one left at its default.
 """
 
 from __future__ import annotations

@@ -64,18 +64,18 @@ def check_settings(settings: dict[str, Any]) -> None:
         )
     fix = "drop it or train with --engine torch"
     if settings["model"] != "gpt":
-        raise ValueError(f"--model {settings['model']}: --engine numpy trains GPT models only; {fix}")
+        model = settings["model"]
+        raise ValueError(f"--model {model}: --engine numpy trains GPT models only; {fix}")
     for key, choices in SUPPORTED.items():
         value = settings.get(key)
         if value is not None and value not in choices:
             raise ValueError(
-                f"--{key} {value}: the NumPy GPT implements --{key} "
-                f"{' or '.join(choices)}; {fix}"
+                f"--{key} {value}: the NumPy GPT implements --{key} {' or '.join(choices)}; {fix}"
             )
     if settings.get("compile"):
         raise ValueError(f"--compile: torch.compile is PyTorch's; the NumPy engine has none; {fix}")
     if settings.get("bf16"):
-        raise ValueError(f"--bf16: NumPy has no bfloat16 (the NumPy engine trains in float32); {fix}")
+        raise ValueError(f"--bf16: NumPy has no bfloat16 (this engine trains in float32); {fix}")
     device = str(settings.get("device") or "auto")
     if device.split(":", 1)[0] not in ("auto", "cpu"):
         raise ValueError(f"--device {device}: the NumPy engine runs on the CPU; use --device cpu")

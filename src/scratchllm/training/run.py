@@ -242,14 +242,15 @@ def init_settings(settings: dict[str, Any], config: Any, path: str | Path) -> di
     where = f"--init-from {settings['init_from']}"
     out = dict(settings)
     if out["model"] not in (name, BY_KEY["model"].default):
-        raise ValueError(f"{where}: the checkpoint holds a {name} model, not --model {out['model']}")
+        given = out["model"]
+        raise ValueError(f"{where}: the checkpoint holds a {name} model, not --model {given}")
     out["model"] = name
     wrong = []
     for key in MODEL_KEYS:
         if key not in values or not family_has(name, key):
             continue
         given, default, saved = out.get(key), BY_KEY[key].default, values[key]
-        if given is None or given == default or given == saved:
+        if given is None or given in (default, saved):
             out[key] = saved
         elif key not in INIT_MAY_CHANGE:
             wrong.append(f"--{key.replace('_', '-')} {given} (it has {saved})")
