@@ -29,9 +29,11 @@ from scratchllm.training.run import (
     arch_change,
     check_out_dir,
     init_settings,
+    init_vectors,
     prepare_run_data,
     resolve_run_settings,
     say_model,
+    word2vec_embeddings,
 )
 from scratchllm.training.settings import SETTINGS_FILE, model_config, train_config, write_settings
 
@@ -108,6 +110,7 @@ def train_from_settings(
         tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer
     else:
         tokenizer = init.tokenizer if init is not None else None
+    vectors = init_vectors(settings, resume)  # read (and refused) before anything is written
     data = prepare_run_data(settings, out, tokenizer, say)
     tok, ds = data.tokenizer, data.dataset
     mcfg = model_config(settings, tok.vocab_size)
@@ -119,6 +122,9 @@ def train_from_settings(
     else:
         params = None if init is None else init.model.params  # names and shapes as mcfg's
         model = NumpyGPT(mcfg, params, seed=tcfg.seed)
+        if vectors is not None:
+            wte = model.params["transformer.wte.weight"]  # a tied head is this array
+            wte[...] = word2vec_embeddings(vectors, settings, tok, wte, say)
         trainer = NumpyTrainer(model, ds, tcfg, tok, data.language, log=say)
     model = trainer.model
     n_params = model.num_parameters()

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from scratchllm.data.prepare import PreparedData, prepare_data
 from scratchllm.training.settings import (
     BY_KEY,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from scratchllm.configs import TrainConfig
     from scratchllm.models.base import LanguageModel
     from scratchllm.training.trainer import TrainResult
+    from scratchllm.word2vec import SavedWord2Vec
 
 # The run directory's layout, as scratchllm.checkpoint names it (that module imports torch).
 LAST, DATA_DIR = "last", "data"
@@ -110,6 +113,20 @@ def resolve_run_settings(
                     f"{saved.get(key, BY_KEY[key].default)!r}){fix}"
                 )
     settings = resolve_settings(values, preset=preset, config=config, saved=saved)
+    if settings.get("init_embeddings") and not resume:
+        where = f"--init-embeddings {settings['init_embeddings']}"
+        if settings.get("init_from"):
+            raise ValueError(
+                f"{where}: --init-from already gives the model its embeddings; use one of them"
+            )
+        if settings["model"] != "gpt":
+            model = settings["model"]
+            raise ValueError(f"{where}: sets a GPT's token embeddings, not --model {model}'s")
+        if settings["tokenizer"] in ("char", "bpe"):
+            raise ValueError(
+                f"{where}: word2vec vectors are one per word; train with --tokenizer word "
+                f"(not --tokenizer {settings['tokenizer']})"
+            )
     if settings.get("init_from") and not resume:
         for key in ("tokenizer", "vocab_size"):
             if key in values:
@@ -153,6 +170,7 @@ def train_from_settings(
         tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer
     else:
         tokenizer = init.tokenizer if init is not None else None
+    vectors = init_vectors(settings, resume)  # read (and refused) before anything is written
     data = prepare_run_data(settings, out, tokenizer, say, rank=distributed.detect().rank)
     tok, ds = data.tokenizer, data.dataset
     mcfg = model_config(settings, tok.vocab_size)
@@ -167,6 +185,11 @@ def train_from_settings(
         model = models.build(settings["model"], **dataclasses.asdict(mcfg))
         if init is not None:
             model.load_state_dict(init.model.state_dict())
+        if vectors is not None:
+            wte = model.transformer.wte.weight
+            table = word2vec_embeddings(vectors, settings, tok, wte.detach().cpu().numpy(), say)
+            with torch.no_grad():
+                wte.copy_(torch.from_numpy(table))
         trainer = Trainer(model, ds, tcfg, tok, data.language, log=say)
     name = type(model).__name__
     if trainer.counting:
@@ -222,6 +245,45 @@ def say_model(
         f"(warmup {tcfg.warmup_steps}, {tcfg.schedule} to {tcfg.min_lr:g}), "
         f"device {'cpu (NumPy)' if engine == 'numpy' else tcfg.device}"
     )
+
+
+def init_vectors(settings: dict[str, Any], resume: bool) -> SavedWord2Vec | None:
+    """The word2vec vectors a new run's token embeddings start from
+    (``settings["init_embeddings"]``), or None; a resumed run has its own weights."""
+    if resume or not settings.get("init_embeddings"):
+        return None
+    from scratchllm.word2vec import load
+
+    return load(settings["init_embeddings"])
+
+
+def word2vec_embeddings(
+    vectors: SavedWord2Vec,
+    settings: dict[str, Any],
+    tokenizer: Any,
+    table: np.ndarray,
+    say: Callable[[str], None],
+) -> np.ndarray:
+    """The token-embedding matrix ``[V, C]`` of a new GPT started from ``vectors``
+    (``word2vec.token_embeddings``: each word token gets its word's vector, centred,
+    projected to ``C`` and scaled to ``table``'s spread; the other rows stay ``table``'s),
+    and a line saying how many tokens got one."""
+    from scratchllm.word2vec import token_embeddings
+
+    directory = settings["init_embeddings"]
+    if tokenizer.kind != "word":  # a tokenizer directory of another kind
+        raise ValueError(
+            f"--init-embeddings {directory}: word2vec vectors are one per word; train with "
+            f"--tokenizer word (this run's tokenizer is {tokenizer.kind})"
+        )
+    made = token_embeddings(vectors.vectors, tokenizer, table, seed=settings["seed"])
+    d = vectors.vectors.vectors.shape[1]
+    how = {"none": "as they are", "pca": "PCA", "orthonormal": "an orthonormal map"}
+    say(
+        f"embedding {int(made.found.sum()):,} of {tokenizer.vocab_size:,} tokens from "
+        f"{directory} ({d} -> {table.shape[1]} wide, {how[made.projection]})"
+    )
+    return made.matrix
 
 
 # Settings that may differ from an init_from checkpoint's: they change no weight's shape.

@@ -191,6 +191,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("train", "init_from", str, "start from the weights of this checkpoint (or run "
        "directory: its last/); the model and tokenizer are its, the optimizer starts afresh",
        metavar="CKPT"),
+    _o("train", "init_embeddings", str, "gpt, --tokenizer word: start the token embeddings "
+       "from the word2vec vectors in DIR (`scratchllm word2vec train --out DIR`), centred, "
+       "projected to n_embd and scaled to the initial ones", metavar="DIR"),
 )
 # fmt: on
 BY_KEY = {o.key: o for o in OPTIONS}
