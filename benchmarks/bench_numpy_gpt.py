@@ -11,15 +11,18 @@ and token-by-token generation, the same weights and batches for both.
 Configurations (``small`` is the issue's: 4 layers x 4 heads x 128 wide, block 64, batch 12,
 vocab 65; ``tiny`` shows per-op overhead)::
 
-    python benchmarks/bench_numpy_gpt.py              # tiny and small, train and generate
+    python benchmarks/bench_numpy_gpt.py              # tiny and small, one thread and default
     python benchmarks/bench_numpy_gpt.py --quick      # fewer rounds
-    python benchmarks/bench_numpy_gpt.py --threads 1  # one BLAS / intra-op thread each
+    python benchmarks/bench_numpy_gpt.py --threads 1  # one BLAS / intra-op thread each only
     python benchmarks/bench_numpy_gpt.py --threads 1 --clock cpu   # on a busy machine
     python benchmarks/bench_numpy_gpt.py --keep-freed-memory       # as NumpyTrainer runs
     python benchmarks/bench_numpy_gpt.py --parity     # the parity table instead (no timing)
 
 Rounds alternate between the engines so that load from other processes hits both alike;
-the table shows medians over rounds and the ratio NumPy / PyTorch (below 1: NumPy faster).
+the table shows medians over rounds and the ratio NumPy / PyTorch (below 1: NumPy faster),
+for each ``--threads`` setting side by side: by default one thread each (BLAS, NumPy's
+elementwise pool, torch's intra-op pool: the work each engine does) and each engine's
+default (every core: what a user gets).
 On a machine others are using, wall time mostly measures waiting: ``--clock cpu`` times the
 CPU this process used instead (with ``--threads 1`` that is the work each engine did).
 
@@ -32,6 +35,7 @@ as it allocates out of the box and the flagged run as a NumPy training process a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -218,10 +222,87 @@ def print_parity() -> None:
           f"largest relative difference of a logged loss {worst:.1e}")  # fmt: skip
 
 
+def thread_settings(choice: str) -> int | None:
+    """``"default"`` (every core: each engine's own default) or a thread count."""
+    if choice == "default":
+        return None
+    n = int(choice)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"threads must be >= 1 or 'default', got {choice}")
+    return n
+
+
+@contextlib.contextmanager
+def threads(n: int | None):  # noqa: ANN201
+    """Both engines on ``n`` threads (BLAS, NumPy's elementwise pool, torch's intra-op
+    pool), or each on its default when ``n`` is None; restored afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    torch_default = torch.get_num_threads()
+    if n is None:
+        yield
+        return
+    with threadpool_limits(n):  # NumPy's BLAS
+        parallel.set_num_threads(n)  # NumPy's elementwise work
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            parallel.set_num_threads(None)
+            torch.set_num_threads(torch_default)
+
+
+def describe_threads() -> str:
+    from threadpoolctl import threadpool_info
+
+    blas = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info())
+    return (
+        f"numpy: BLAS ({blas}) and {parallel.get_num_threads()} elementwise; "
+        f"torch: {torch.get_num_threads()} intra-op"
+    )
+
+
+def measure(configs: list[str], rounds: int, iters: int) -> dict[tuple[str, str], tuple]:
+    """``(config, what) -> (numpy, torch, numpy/torch time ratio)`` under the current threads."""
+    out = {}
+    for name in configs:
+        t = time_train(name, rounds, iters)
+        out[name, "train step (ms)"] = (t["numpy"] * 1e3, t["torch"] * 1e3, t["numpy"] / t["torch"])
+        g = time_generate(name, rounds, 48)
+        out[name, "generate (tokens/s)"] = (g["numpy"], g["torch"], g["torch"] / g["numpy"])
+    return out
+
+
+def print_table(results: dict[str, dict[tuple[str, str], tuple]]) -> None:
+    """One row per (config, measurement), one numpy | torch | ratio group per thread setting."""
+    labels = list(results)
+    head = f"{'config':<7} {'what':<21}" + "".join(
+        f" | {'numpy':>9} {'torch':>9} {'ratio':>7}" for _ in labels
+    )
+    groups = "".join(f" | {('threads: ' + label):^27}" for label in labels)
+    print(f"{'':<29}{groups}")
+    print(head)
+    print("-" * len(head))
+    for key in results[labels[0]]:
+        cells = ""
+        for label in labels:
+            a, b, r = results[label][key]
+            fmt = ".2f" if "ms" in key[1] else ".0f"
+            cells += f" | {a:>9{fmt}} {b:>9{fmt}} {r:>6.2f}x"
+        print(f"{key[0]:<7} {key[1]:<21}{cells}")
+    print(
+        "\nratio: NumPy's time / PyTorch's (generation: the inverse of the tokens/s ratio); "
+        "< 1 = NumPy faster"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--threads", type=int, default=None, help="threads for both engines")
+    parser.add_argument(
+        "--threads", nargs="+", type=thread_settings, default=[1, None], metavar="N|default",
+        help="thread settings to time, each for both engines (default: 1 default)",
+    )  # fmt: skip
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--parity", action="store_true", help="print the parity table instead")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="what to time")
@@ -236,36 +317,17 @@ def main() -> None:
         print_parity()
         return
     rounds, iters = (3, 5) if args.quick else (7, 10)
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)  # NumPy's BLAS
-        parallel.set_num_threads(args.threads)  # NumPy's elementwise work
-        torch.set_num_threads(args.threads)
-    from threadpoolctl import threadpool_info
-
-    blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info())
     memory = "kept" if kept else "returned (glibc default)"
-    print(f"numpy {np.__version__} ({blas}, {parallel.get_num_threads()} elementwise); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.clock} clock; freed memory {memory}")  # fmt: skip
-    header = f"{'config':<7} {'what':<22} {'numpy':>10} {'torch':>10} {'numpy/torch':>12}"
-    print(header)
-    print("-" * len(header))
-    for name in args.configs:
-        t = time_train(name, rounds, iters)
-        print(
-            f"{name:<7} {'train step (ms)':<22} {t['numpy'] * 1e3:>10.2f} "
-            f"{t['torch'] * 1e3:>10.2f} {t['numpy'] / t['torch']:>11.2f}x"
-        )
-        g = time_generate(name, rounds, 48)
-        print(
-            f"{name:<7} {'generate (tokens/s)':<22} {g['numpy']:>10.0f} {g['torch']:>10.0f} "
-            f"{g['torch'] / g['numpy']:>11.2f}x"
-        )
-    print(
-        "\nnumpy/torch: time ratio (generation: inverse of the tokens/s ratio); < 1 = NumPy faster"
-    )
+    print(f"numpy {np.__version__}, torch {torch.__version__}; {args.clock} clock; "
+          f"freed memory {memory}")  # fmt: skip
+    results = {}
+    for n in args.threads:
+        label = "default" if n is None else str(n)
+        with threads(n):
+            print(f"threads {label}: {describe_threads()}")
+            results[label] = measure(args.configs, rounds, iters)
+    print()
+    print_table(results)
 
 
 if __name__ == "__main__":

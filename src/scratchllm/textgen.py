@@ -15,19 +15,23 @@ the same whether it was asked for alone or among others.
 A chat-tuned checkpoint answers conversations (what ``scratchllm chat`` does):
 ``load_chat_model(path)`` gives the model and its ``ChatTemplate``, ``iter_reply(model,
 template, messages)`` streams the reply, which ends at the template's end token.
+
+The prompt helpers (``encode_prompt``, ``check_options``) import no torch: the NumPy
+engine's sampler (``scratchllm.numpy_gpt.textgen``) shares them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scratchllm.checkpoint import BEST, LAST, load_checkpoint
 from scratchllm.data.chat import TEMPLATE_FILE, ChatTemplate, Message
-from scratchllm.generation import beam_search, generate, stream_generate
-from scratchllm.models.base import LanguageModel
-from scratchllm.tokenizers.base import Tokenizer
 from scratchllm.tokenizers.char import UnknownCharacterError
+
+if TYPE_CHECKING:  # torch is imported where a model is: the prompt helpers need none
+    from scratchllm.models.base import LanguageModel
+    from scratchllm.tokenizers.base import Tokenizer
 
 
 def load_model(
@@ -35,6 +39,8 @@ def load_model(
 ) -> tuple[LanguageModel, Tokenizer]:
     """The model (in eval mode) and tokenizer of a run directory (its ``last/``, or
     ``best/``) or a checkpoint directory."""
+    from scratchllm.checkpoint import BEST, LAST, load_checkpoint
+
     ckpt = load_checkpoint(path, device=device, which=BEST if best else LAST)
     return ckpt.model.eval(), ckpt.tokenizer
 
@@ -87,6 +93,8 @@ def iter_completions(
     ``temperature`` (0: greedy), ``top_k``, ``top_p`` and ``repetition_penalty`` and ends
     before a ``stop`` string.
     """
+    from scratchllm.generation import beam_search, generate, stream_generate
+
     check_options(max_new_tokens, num_samples, num_beams, stream)
     ids, _ = encode_prompt(tokenizer, prompt)
     if num_beams > 1:
@@ -160,6 +168,8 @@ def load_chat_model(
     """The model (in eval mode) and chat template of a chat-tuned checkpoint: one whose
     directory holds ``chat_template.json`` with role and end tokens. A base model has none
     and is refused with what to do instead."""
+    from scratchllm.checkpoint import BEST, LAST, load_checkpoint
+
     ckpt = load_checkpoint(path, device=device, which=BEST if best else LAST)
     if not (ckpt.path / TEMPLATE_FILE).is_file():
         raise ValueError(
@@ -209,6 +219,8 @@ def iter_reply(
     """
     room = max(1, model.context_length - min(max_new_tokens, model.context_length // 2))
     ids = template.render_prompt(fit_conversation(template, messages, room))
+    from scratchllm.generation import stream_generate
+
     stops = [template.tokenizer.special_tokens[t] for t in template.special_tokens]
     yield from stream_generate(
         model,

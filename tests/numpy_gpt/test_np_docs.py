@@ -1,5 +1,6 @@
 """Every command in docs/numpy-gpt.md runs: its ```python blocks, in order, in one
-namespace inside a scratch directory, and its ```bash commands as written."""
+namespace inside a scratch directory; its ``scratchllm`` commands and ```python run
+examples through ``docs_commands.run_page``; and its benchmark commands as written."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from docs_commands import run_page
+
+from scratchllm.cli.sample import SEPARATOR
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "numpy-gpt.md"
@@ -21,12 +25,29 @@ def blocks(kind: str) -> list[str]:
 
 
 def bash_commands() -> list[list[str]]:
-    return [shlex.split(line) for b in blocks("bash") for line in b.splitlines() if line.strip()]
+    """The benchmark commands (the ``scratchllm`` ones run through ``run_page``)."""
+    lines = [line for b in blocks("bash") for line in re.sub(r"\\\n\s*", " ", b).splitlines()]
+    return [shlex.split(line) for line in lines if line.startswith("python ")]
 
 
 def test_the_doc_has_code_and_commands():
     assert len(blocks("python")) >= 3
+    assert len(bash_commands()) >= 2
     assert all(c[:2] == ["python", "benchmarks/bench_numpy_gpt.py"] for c in bash_commands())
+    words = " ".join(" ".join(b.split()) for b in blocks("bash"))
+    for command in ("train --engine numpy", "--resume", "sample runs/np --engine numpy",
+                    "--init-from runs/np"):  # fmt: skip
+        assert command in words
+
+
+def test_the_command_line_section_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    done = run_page(DOC, capsys)
+    numpy_text = done.output_of("sample", "runs/np", "--engine", "numpy")
+    torch_text = done.output_of("sample", "runs/np", "--prompt")
+    assert numpy_text == torch_text and numpy_text.count(SEPARATOR) == 2
+    assert done.namespace["worst"] < 1e-4 and len(done.namespace["rows"]["numpy"]) == 10
+    assert 'engine = "numpy"' in (tmp_path / "runs/np/train.toml").read_text()
 
 
 def test_the_python_examples_run(tmp_path, monkeypatch, capsys):

@@ -79,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             # fix), so the CLI shows them as one line rather than a traceback.
             print(f"scratchllm {args.verb}: error: {e}", file=sys.stderr)
             return 2
+        except ModuleNotFoundError as e:
+            if e.name != "torch":
+                raise
+            print(
+                f"scratchllm {args.verb}: error: PyTorch is not installed (or not importable) "
+                "here; `train` and `sample` run without it with --engine numpy (GPT models)",
+                file=sys.stderr,
+            )
+            return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

@@ -7,7 +7,8 @@
 
 CKPT is a run directory written by ``scratchllm train`` (its ``last/`` checkpoint is used;
 ``--best`` takes ``best/``) or a checkpoint directory itself. The work is
-``scratchllm.textgen``: ``load_model`` and ``complete`` (or ``iter_completions``).
+``scratchllm.textgen``: ``load_model`` and ``complete`` (or ``iter_completions``); with
+``--engine numpy`` the same calls of ``scratchllm.numpy_gpt.textgen`` (no torch).
 """
 
 from __future__ import annotations
@@ -51,14 +52,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="end a sample before this text (repeatable)")  # fmt: skip
     add("--stream", action="store_true", help="print tokens as they are generated")
     add("--device", default="cpu", help="torch device, e.g. cpu, cuda, mps")
+    add("--engine", choices=("torch", "numpy"), default="torch",
+        help="numpy: generate with the NumPy GPT (no torch needed; GPT checkpoints of "
+        "either engine, no beam search)")  # fmt: skip
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from scratchllm.textgen import check_options, load_model
+def _textgen(engine: str):  # noqa: ANN202
+    """The module that loads and samples for ``engine`` (the same two calls in both)."""
+    if engine == "numpy":
+        from scratchllm.numpy_gpt import textgen
+    else:
+        from scratchllm import textgen
+    return textgen
 
-    check_options(args.max_new_tokens, args.num_samples, args.num_beams, args.stream)
-    model, tokenizer = load_model(args.checkpoint, args.best, args.device)
+
+def run(args: argparse.Namespace) -> int:
+    textgen = _textgen(args.engine)
+    textgen.check_options(args.max_new_tokens, args.num_samples, args.num_beams, args.stream)
+    model, tokenizer = textgen.load_model(args.checkpoint, args.best, args.device)
     if args.prompt is not None:
         sample(model, tokenizer, args.prompt, args)
         return 0
@@ -74,13 +86,12 @@ def sample(
 ) -> list[str]:
     """Print ``--num-samples`` continuations of ``prompt`` (each after the prompt itself,
     separated by a line of dashes) as they come, and return them."""
-    from scratchllm.textgen import encode_prompt, iter_completions
-
-    _, unknown = encode_prompt(tokenizer, prompt)
+    textgen = _textgen(args.engine)
+    _, unknown = textgen.encode_prompt(tokenizer, prompt)
     if unknown:
         print(f"note: the tokenizer does not know {unknown!r}; it reads them as <unk>",
               file=sys.stderr)  # fmt: skip
-    pieces = iter_completions(
+    pieces = textgen.iter_completions(
         model,
         tokenizer,
         prompt,

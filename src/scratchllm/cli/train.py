@@ -4,12 +4,14 @@
     scratchllm train --data input.txt --preset shakespeare-char --out runs/shakespeare
     scratchllm train --data markov:order=3 --model mlp --n 4 --max-iters 500 --out runs/mlp
     scratchllm train --config run.toml --lr 2e-3             # a file of settings, a flag wins
-    scratchllm train --out runs/shakespeare --resume     # continue an interrupted run
+    scratchllm train --out runs/shakespeare --resume --max-iters 4000   # continue, go further
+    scratchllm train --engine numpy --init-from runs/shakespeare --out runs/np   # in NumPy
 
-The work is ``scratchllm.training.run.train_run``; the settings (their layers, defaults
-and the TOML file) are ``scratchllm.training.settings``. Every flag's default is
-``argparse.SUPPRESS``, so the namespace holds only what was typed: that is how a flag
-given explicitly is told apart from one left at its default.
+The work is ``scratchllm.training.run.train_run`` (with ``--engine numpy``,
+``scratchllm.numpy_gpt.run.train_run``: the NumPy GPT, no torch imported); the settings
+(their layers, defaults and the TOML file) are ``scratchllm.training.settings``. Every
+flag's default is ``argparse.SUPPRESS``, so the namespace holds only what was typed: that
+is how a flag given explicitly is told apart from one left at its default.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "best/), metrics.jsonl, loss.png and train.toml (its settings). Settings come from "
         "the defaults, then --preset, then --config FILE.toml, then the flags you type (a "
         "flag always wins). --resume continues the run in --out with its saved settings; "
-        "flags override them (e.g. a larger --max-iters).",
+        "flags override them (e.g. a larger --max-iters). --engine numpy trains the GPT "
+        "in NumPy alone (no torch); --init-from CKPT starts from a checkpoint's weights "
+        "(of either engine).",
         epilog="Example: scratchllm train --data input.txt --preset shakespeare-char "
         "--out runs/shakespeare",
         argument_default=argparse.SUPPRESS,
@@ -163,16 +167,19 @@ def summary_lines(run: Run) -> list[str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from scratchllm.training.run import train_run
+    from scratchllm.training.run import resolve_run_settings
 
+    out = Path(getattr(args, "out", "out"))
+    resume = getattr(args, "resume", False)
     values = {k: v for k, v in vars(args).items() if k in BY_KEY}  # only what was typed
-    run = train_run(
-        Path(getattr(args, "out", "out")),
-        values,
-        preset=getattr(args, "preset", None),
-        config=getattr(args, "config", None),
-        resume=getattr(args, "resume", False),
-        force=getattr(args, "force", False),
-    )
+    settings = resolve_run_settings(
+        out, values, preset=getattr(args, "preset", None),
+        config=getattr(args, "config", None), resume=resume,
+    )  # fmt: skip
+    if settings["engine"] == "numpy":  # no torch on this path
+        from scratchllm.numpy_gpt.run import train_from_settings
+    else:
+        from scratchllm.training.run import train_from_settings
+    run = train_from_settings(settings, out, resume=resume, force=getattr(args, "force", False))
     print("\n".join(summary_lines(run)))
     return 130 if run.result.status == "interrupted" else 0

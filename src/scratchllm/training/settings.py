@@ -52,6 +52,8 @@ from scratchllm.files import write_text
 SETTINGS_FILE = "train.toml"  # in the run directory: the resolved settings
 TABLES = ("data", "model", "train")  # the TOML tables settings may sit in (Option.group)
 DEFAULT_MODEL = "gpt"
+ENGINES = ("torch", "numpy")  # torch: training.run; numpy: numpy_gpt.run (GPT only)
+DEFAULT_ENGINE = "torch"
 _DATA = {f.name: f.default for f in dataclasses.fields(DataConfig)}
 _TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _UNSET = object()  # an Option whose default is looked up in the dataclasses
@@ -190,6 +192,15 @@ OPTIONS: tuple[Option, ...] = (
     _o("train", "bf16", bool, "bf16 autocast (accelerators; skipped on CPU)",
        _TRAIN["dtype"] == "bfloat16"),
     _o("train", "quiet", bool, "no progress bar", not _TRAIN["progress"]),
+    # -- the run (not TrainConfig fields: what trains, and from which weights) ------------------
+    _o("train", "engine", str, "torch (PyTorch, every family) or numpy (the NumPy GPT: "
+       "no torch needed)", DEFAULT_ENGINE, choices=ENGINES),
+    _o("train", "init_from", str, "start from the weights of this checkpoint (or run "
+       "directory: its last/); the model and tokenizer are its, the optimizer starts afresh",
+       metavar="CKPT"),
+    _o("train", "init_embeddings", str, "gpt, --tokenizer word: start the token embeddings "
+       "from the word2vec vectors in DIR (`scratchllm word2vec train --out DIR`), centred, "
+       "projected to n_embd and scaled to the initial ones", metavar="DIR"),
 )
 # fmt: on
 BY_KEY = {o.key: o for o in OPTIONS}
