@@ -316,7 +316,12 @@ class Checkpoint:
         np_state = dict(rng["numpy"])
         np_state["state"] = dict(np_state["state"], key=np.asarray(np_state["state"]["key"]))
         np.random.set_state(np_state)
-        if torch_state and "rng.torch" in self.tensors:  # (a NumPy engine run saves none)
+        if torch_state:
+            if "rng.torch" not in self.tensors:
+                raise ValueError(
+                    f"{self.path / STATE_TENSORS}: no torch RNG state (rng.torch) saved; "
+                    "was the checkpoint written by the NumPy engine?"
+                )
             torch.set_rng_state(self.tensors["rng.torch"])
             cuda = [self.tensors[k] for k in sorted(self.tensors) if k.startswith("rng.cuda.")]
             if cuda and torch.cuda.is_available():
