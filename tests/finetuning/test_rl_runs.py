@@ -232,7 +232,15 @@ def _prompts():
 
 def test_grpo_reaches_a_fixed_continuation(base, tmp_path):
     s, policy = _policy(base)
-    cfg_values = {**s, "group_size": 8, "lr": 3e-3, "max_iters": 30, "eval_interval": 30, **STEPS}
+    cfg_values = {
+        **s,
+        "group_size": 8,
+        "lr": 3e-3,
+        "min_lr": 3e-4,
+        "max_iters": 50,
+        "eval_interval": 50,
+        **STEPS,
+    }
     from scratchllm.finetuning.rl_settings import grpo_config
 
     learner = GRPOLearner(
@@ -257,7 +265,7 @@ def test_ppo_reaches_a_fixed_continuation(base, tmp_path):
         reference=frozen(policy.start), max_new_tokens=4, seed=0,
     )  # fmt: skip
     before = _p_first(policy, _prompts()[0], "7")
-    cfg = train_config({**s, **STEPS, "lr": 3e-3, "max_iters": 30, "eval_interval": 30,
+    cfg = train_config({**s, **STEPS, "lr": 3e-3, "min_lr": 3e-4, "max_iters": 30, "eval_interval": 30,
                         "schedule": "constant"}, tmp_path / "p", True)  # fmt: skip
     run_loop(learner, cfg, tmp_path / "p", say=QUIET)
     after = _p_first(policy, _prompts()[0], "7")
