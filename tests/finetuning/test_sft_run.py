@@ -216,3 +216,41 @@ def test_resume_cannot_change_the_base_or_the_data(base, tmp_path):
         sft_run(tmp_path / "r", {"base": "gpt"}, resume=True, say=lambda s: None)
     with pytest.raises(ValueError, match="examples of"):
         sft_run(tmp_path / "r", {"samples": 100}, resume=True, say=lambda s: None)
+
+
+_HOLDER = """
+import sys, time
+from scratchllm.files import run_lock
+run_lock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_writer_of_a_finetune_run_is_refused(base, tmp_path):
+    """finetune runs hold the run directory's lock as train does: while another process
+    holds it, a run into the same --out is refused by the holder's pid and writes nothing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from scratchllm.files import RunInUseError
+
+    out = tmp_path / "held"
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(RunInUseError, match=f"run in use by pid {proc.pid} "):
+            run(out, base)
+        assert sorted(p.name for p in out.iterdir()) == before  # nothing written
+    finally:
+        proc.kill()
+        proc.wait()
+    r, _ = run(out, base)  # once the holder is gone, the run goes ahead
+    assert r.result.status == "completed"

@@ -44,6 +44,7 @@ from scratchllm.configs.train import TrainConfig
 from scratchllm.files import finite
 from scratchllm.training.optimizer import configure_optimizer
 from scratchllm.training.plot import plot_metrics, read_metrics
+from scratchllm.training.run import locked
 from scratchllm.training.schedule import lr_at
 from scratchllm.training.trainer import TrainingDiverged
 
@@ -96,8 +97,21 @@ def run_loop(
     say: Callable[[str], None] = print,
     after_update: Callable[[], None] | None = None,
 ) -> LoopResult:
-    """Train ``learner`` for ``cfg.max_iters`` steps into the run directory ``out``."""
+    """Train ``learner`` for ``cfg.max_iters`` steps into the run directory ``out``, holding
+    its writer lock (``files.run_lock``) as ``scratchllm train`` does."""
     out = Path(out)
+    with locked(out, say):
+        return _run_locked(learner, cfg, out, resume, say, after_update)
+
+
+def _run_locked(
+    learner: Learner,
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    say: Callable[[str], None],
+    after_update: Callable[[], None] | None,
+) -> LoopResult:
     out.mkdir(parents=True, exist_ok=True)
     module = learner.trainable()
     device = next(module.parameters()).device

@@ -80,7 +80,7 @@ from scratchllm.finetuning.start import (
 from scratchllm.models.base import LanguageModel, read_config
 from scratchllm.models.nf4 import NF4Linear
 from scratchllm.tokenizers import load as load_tokenizer
-from scratchllm.training.run import check_out_dir
+from scratchllm.training.run import check_out_dir, locked
 from scratchllm.training.settings import (
     Option,
     resolve_settings,
@@ -141,10 +141,24 @@ def finetune_run(
 ) -> FinetuneRun:
     """Fine-tune into ``out`` with the settings ``values`` (keys as the flags, snake_case)
     over the TOML file ``config``; ``resume`` continues the run in ``out``. ``evaluators``
-    (the Trainer's hooks) replace the default ones."""
+    (the Trainer's hooks) replace the default ones. The run holds ``out``'s writer lock
+    (``files.run_lock``) from its first file to its last, as ``scratchllm train`` does."""
     out = Path(out)
     verb = f"finetune {method.name}"
     settings = _settings(out, values, method, config, resume, verb)
+    with locked(out, say):
+        return _finetune_locked(out, settings, method, resume, force, say, evaluators)
+
+
+def _finetune_locked(
+    out: Path,
+    settings: dict[str, Any],
+    method: Method,
+    resume: bool,
+    force: bool,
+    say: Callable[[str], None],
+    evaluators: list[Evaluator] | None,
+) -> FinetuneRun:
     check_out_dir(out, resume, force)
     lora, nf4 = lora_config(settings), nf4_config(settings)
     teacher = method.teacher(settings) if method.teacher else None
@@ -197,7 +211,7 @@ def finetune_run(
     for line in lines:
         say(line)
     out.mkdir(parents=True, exist_ok=True)
-    write_settings(out / SETTINGS_FILE, settings, method.options, verb)
+    write_settings(out / SETTINGS_FILE, settings, method.options, f"finetune {method.name}")
     if data.fingerprint is not None and not resume:
         record = {"source": settings["data"], "fingerprint": data.fingerprint}
         write_json(out / EXAMPLES_FILE, record)
