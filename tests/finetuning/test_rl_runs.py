@@ -265,8 +265,9 @@ def test_ppo_reaches_a_fixed_continuation(base, tmp_path):
         reference=frozen(policy.start), max_new_tokens=4, seed=0,
     )  # fmt: skip
     before = _p_first(policy, _prompts()[0], "7")
-    cfg = train_config({**s, **STEPS, "lr": 3e-3, "min_lr": 3e-4, "max_iters": 30, "eval_interval": 30,
-                        "schedule": "constant"}, tmp_path / "p", True)  # fmt: skip
+    values = {**s, **STEPS, "lr": 3e-3, "min_lr": 3e-4, "max_iters": 30, "eval_interval": 30,
+              "schedule": "constant"}  # fmt: skip
+    cfg = train_config(values, tmp_path / "p", True)
     run_loop(learner, cfg, tmp_path / "p", say=QUIET)
     after = _p_first(policy, _prompts()[0], "7")
     assert before < 0.2 and after > 0.7, (before, after)
