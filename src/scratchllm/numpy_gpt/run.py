@@ -27,13 +27,10 @@ from scratchllm.numpy_gpt.trainer import NumpyTrainer
 from scratchllm.training.run import (
     Run,
     arch_change,
-    check_out_dir,
-    init_settings,
-    init_vectors,
     locked,
-    prepare_run_data,
     resolve_run_settings,
     say_model,
+    start_run,
     word2vec_embeddings,
 )
 from scratchllm.training.settings import SETTINGS_FILE, model_config, train_config, write_settings
@@ -113,17 +110,7 @@ def _train_locked(
     force: bool,
     say: Callable[[str], None],
 ) -> Run:
-    check_out_dir(out, resume, force)
-    init = None
-    if settings.get("init_from") and not resume:
-        init = load_checkpoint(settings["init_from"], require_tokenizer=True)
-        settings = init_settings(settings, init.model.config, init.path)
-    if resume:
-        tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer
-    else:
-        tokenizer = init.tokenizer if init is not None else None
-    vectors = init_vectors(settings, resume)  # read (and refused) before anything is written
-    data = prepare_run_data(settings, out, tokenizer, say, resume=resume)
+    settings, init, vectors, data = start_run(settings, out, resume, force, say, load_checkpoint)
     tok, ds = data.tokenizer, data.dataset
     mcfg = model_config(settings, tok.vocab_size)
     tcfg = train_config(settings, out, has_model_block=True)

@@ -207,17 +207,9 @@ def _train_locked(
     from scratchllm.checkpoint import load_checkpoint
     from scratchllm.training.trainer import Trainer
 
-    check_out_dir(out, resume, force)
-    init = None
-    if settings.get("init_from") and not resume:
-        init = load_checkpoint(settings["init_from"], require_tokenizer=True)
-        settings = init_settings(settings, init.model.config, init.path)
-    if resume:
-        tokenizer = load_checkpoint(out, require_tokenizer=True).tokenizer
-    else:
-        tokenizer = init.tokenizer if init is not None else None
-    vectors = init_vectors(settings, resume)  # read (and refused) before anything is written
-    data = prepare_run_data(settings, out, tokenizer, say, rank=rank, resume=resume)
+    settings, init, vectors, data = start_run(
+        settings, out, resume, force, say, load_checkpoint, rank=rank
+    )
     tok, ds = data.tokenizer, data.dataset
     mcfg = model_config(settings, tok.vocab_size)
     tcfg = train_config(settings, out, hasattr(mcfg, "block_size"))
@@ -298,6 +290,33 @@ def next_commands(run: Run) -> list[tuple[str, str]]:
 
 
 # -- the pieces both engines share (torch-free) ---------------------------------------------------
+
+
+def start_run(
+    settings: dict[str, Any],
+    out: Path,
+    resume: bool,
+    force: bool,
+    say: Callable[[str], None],
+    load: Callable[..., Any],
+    rank: int = 0,
+) -> tuple[dict[str, Any], Any | None, SavedWord2Vec | None, PreparedData]:
+    """What a run does before it builds its model, with either engine's checkpoint reader
+    ``load``: check ``out``, read ``init_from`` (its settings folded in), take the tokenizer
+    of the run being resumed or of ``init_from``, read the word2vec vectors (refused before
+    anything is written) and prepare the data. Returns ``(settings, init, vectors, data)``."""
+    check_out_dir(out, resume, force)
+    init = None
+    if settings.get("init_from") and not resume:
+        init = load(settings["init_from"], require_tokenizer=True)
+        settings = init_settings(settings, init.model.config, init.path)
+    if resume:
+        tokenizer = load(out, require_tokenizer=True).tokenizer
+    else:
+        tokenizer = init.tokenizer if init is not None else None
+    vectors = init_vectors(settings, resume)
+    data = prepare_run_data(settings, out, tokenizer, say, rank=rank, resume=resume)
+    return settings, init, vectors, data
 
 
 def prepare_run_data(
