@@ -24,12 +24,13 @@ on-policy pairs built from a task (``finetuning.pairs``) are ordinary preference
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scratchllm.data.chat import Message, as_messages
+from scratchllm.data.sft import json_records, json_type
 from scratchllm.files import write_text
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -62,7 +63,7 @@ class PreferencePair:
 def parse_pair(obj: Any, where: str) -> PreferencePair:
     """One record as a ``PreferencePair``; an error naming ``where`` and the field."""
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got a JSON {_json_type(obj)}")
+        raise ValueError(f"{where}: expected a JSON object, got a JSON {json_type(obj)}")
     for key in FIELDS:
         if key not in obj:
             raise ValueError(
@@ -86,7 +87,7 @@ def _prompt(value: Any, where: str) -> tuple[Message, ...]:
     if not isinstance(value, list):
         raise ValueError(
             f"{where}: field 'prompt' must be a string or a list of messages, got a JSON "
-            f"{_json_type(value)}"
+            f"{json_type(value)}"
         )
     try:
         messages = as_messages(value)
@@ -117,7 +118,7 @@ def _reply(value: Any, where: str, field: str) -> str:
     if not isinstance(value, str):
         raise ValueError(
             f"{where}: field {field!r} must be a string or a list with one assistant message, "
-            f"got a JSON {_json_type(value)}"
+            f"got a JSON {json_type(value)}"
         )
     if not value:
         raise ValueError(f"{where}: field {field!r} is empty")
@@ -129,37 +130,13 @@ def read_pairs(path: str | Path) -> list[PreferencePair]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such preference file")
-    pairs = [parse_pair(obj, where) for where, obj in _records(path)]
+    pairs = [parse_pair(obj, where) for where, obj in json_records(path, arrays=False)]
     if not pairs:
         raise ValueError(f"{path} holds no preference pairs (it is empty or only blank lines)")
     return pairs
-
-
-def _records(path: Path) -> Iterator[tuple[str, Any]]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text; convert the file to UTF-8") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{path}:{number}", json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno}); each line of "
-                "a .jsonl file is one JSON object"
-            ) from None
 
 
 def write_pairs(path: str | Path, pairs: Iterable[PreferencePair]) -> Path:
     """Write ``pairs`` as JSONL (whole or not at all), one pair per line."""
     lines = [json.dumps(p.to_record(), ensure_ascii=False) for p in pairs]
     return write_text(path, "".join(line + "\n" for line in lines))
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number")

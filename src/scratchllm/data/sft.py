@@ -156,7 +156,7 @@ def read_examples(path: str | Path) -> list[Example]:
     the file, the line and the field. A file without any example is an error too.
     """
     path = Path(path)
-    records = list(_records(path))
+    records = list(json_records(path))
     if not records:
         raise ValueError(f"{path} holds no examples (it is empty or has only blank lines)")
     examples = []
@@ -174,8 +174,9 @@ def read_examples(path: str | Path) -> list[Example]:
     return examples
 
 
-def _records(path: Path) -> Iterator[tuple[str, Any]]:
-    """``(where, parsed JSON)`` for each record: ``"file:line"`` or ``"file item k"``."""
+def json_records(path: Path, arrays: bool = True) -> Iterator[tuple[str, Any]]:
+    """``(where, parsed JSON)`` for each record of a JSONL file: ``"file:line"``; with
+    ``arrays``, a file that is one JSON array gives its items (``"file item k"``)."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -185,7 +186,7 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
             f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
             "convert the file to UTF-8"
         ) from None
-    if text.lstrip().startswith("["):  # one JSON array (Alpaca's own alpaca_data.json)
+    if arrays and text.lstrip().startswith("["):  # one JSON array (Alpaca's own alpaca_data.json)
         try:
             items = json.loads(text)
         except json.JSONDecodeError as e:
@@ -210,7 +211,7 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
 def parse_record(obj: Any, where: str) -> tuple[str, tuple[Message, ...]]:
     """``(form, messages)`` of one record; a clear error naming ``where`` and the field."""
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got a JSON {_json_type(obj)}")
+        raise ValueError(f"{where}: expected a JSON object, got a JSON {json_type(obj)}")
     if "messages" in obj:
         return "messages", _chat(obj["messages"], where)
     if "instruction" in obj or "output" in obj:
@@ -233,7 +234,7 @@ def _chat(messages: Any, where: str) -> tuple[Message, ...]:
     if not isinstance(messages, list):
         raise ValueError(
             f"{where}: field 'messages' must be a list of messages, got a JSON "
-            f"{_json_type(messages)}"
+            f"{json_type(messages)}"
         )
     flat = []
     for i, m in enumerate(messages):
@@ -260,7 +261,7 @@ def _join_parts(parts: list, where: str) -> str:
     texts = []
     for k, part in enumerate(parts):
         if not isinstance(part, Mapping) or part.get("type") != "text":
-            kind = part.get("type") if isinstance(part, Mapping) else _json_type(part)
+            kind = part.get("type") if isinstance(part, Mapping) else json_type(part)
             raise ValueError(f"{where}.content[{k}] is a {kind!r} part; only 'text' parts work")
         if not isinstance(part.get("text"), str):
             raise ValueError(f"{where}.content[{k}]: field 'text' must be a string")
@@ -277,13 +278,13 @@ def _text(obj: dict, key: str, where: str, empty: bool, required: bool = True) -
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        raise ValueError(f"{where}: field {key!r} must be a string, got a JSON {_json_type(value)}")
+        raise ValueError(f"{where}: field {key!r} must be a string, got a JSON {json_type(value)}")
     if not empty and not value.strip():
         raise ValueError(f"{where}: field {key!r} is empty")
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
 
