@@ -145,11 +145,8 @@ class Workspace:
         self.centres, self.window, self.group, self.dtype = B, W, G, np.dtype(dtype)
         self.block = np.empty((L, dim), dtype)  # the halo's input vectors
         self.d_block = np.empty((L, dim), dtype)  # their steps
-        # skip-gram: the targets' output vectors (as found, as updated), their scores
-        self.out = np.empty((B, 1 + K, dim), dtype)
-        self.out_start = np.empty((B, 1 + K, dim), dtype)
-        self.tmp_out = np.empty((B, 1 + K, dim), dtype)
-        self.scores = np.zeros((S, B, 1 + K), dtype)  # zeros: slots left out stay finite
+        self.negative, self.dim = K, dim
+        self.slots = None  # skip-gram's buffers (skipgram.SlotBuffers), made on first use
         # CBOW: the context sum (or mean) and its step, the output rows and their steps
         self.h = np.empty((Bg, dim), dtype)
         self.h_work = np.empty((Bg, dim), dtype)
@@ -179,7 +176,7 @@ class Workspace:
             or ws.centres < centres
             or ws.window != window
             or ws.group != group
-            or ws.out.shape[1:] != (1 + noise.shape[1], w_in.shape[1])
+            or (ws.negative, ws.dim) != (noise.shape[1], w_in.shape[1])
             or ws.dtype != w_in.dtype
         ):
             return cls(centres, window, noise.shape[1], w_in.shape[1], w_in.dtype, group)
