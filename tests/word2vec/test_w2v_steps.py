@@ -102,15 +102,18 @@ def test_spread_is_the_adjoint_of_window_view():
     assert abs(lhs - rhs) < 1e-12
 
 
-def test_scatter_add_rows_accumulates_repeated_rows():
-    rng = np.random.default_rng(0)
-    m = rng.normal(size=(6, 3)).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dim", [3, 4])  # even: two columns per complex number
+def test_scatter_add_rows_accumulates_repeated_rows(dim, dtype):
+    rng = np.random.default_rng(dim)
+    m = rng.normal(size=(6, dim)).astype(dtype)
     rows = np.array([0, 2, 2, 5, 0, 2])
-    vals = rng.normal(size=(6, 3)).astype(np.float32)
+    vals = rng.normal(size=(6, dim)).astype(dtype)
     expected = m.copy()
-    np.add.at(expected, rows, vals)
+    np.add.at(expected, rows, vals)  # NumPy's 2-D scatter-add, in the same order
     scatter_add_rows(m, rows, vals)
-    np.testing.assert_allclose(m, expected, rtol=1e-6)
+    np.testing.assert_array_equal(m, expected)  # the same float additions, bit for bit
+    assert m.dtype == dtype
 
 
 # ---- one step equals the sum of the per-example SGD steps -------------------------------

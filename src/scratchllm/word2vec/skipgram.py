@@ -57,6 +57,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .loss import softplus
 from .windows import Workspace, scatter_add_rows
 
 CHUNK = 16  # centres per chunk of the block products (at least 2W; see SlotBuffers)
@@ -104,6 +105,9 @@ class SlotBuffers:
         self.counts = np.zeros((S, K1, n * c), dtype)
         self.scaled = np.zeros((S, K1, n * c), dtype)
         self.signed = np.zeros((S, K1, n * c), dtype)
+        self.sign = np.full((K1, 1), -1, dtype)  # +1 true word, -1 noise
+        self.sign[0] = 1
+        self.minus_2sign = -2 * self.sign  # the loss's -sign s from the walk's s / 2
         self.tmp = np.empty((S, K1, n * c), dtype)
         self.d_out = np.empty((n, c * K1, D), dtype)
         self.d_halo = np.empty((n, Lc, D), dtype)
@@ -177,10 +181,8 @@ def sg_step(
     counts[:, :, B:] = 0
     scaled = sb.scaled[:, :, :P]
     np.multiply(counts, dtype(alpha / 2), out=scaled)
-    sign = np.full(K1, -1, dtype=w_in.dtype)  # +1 true word, -1 noise
-    sign[0] = 1
     signed = sb.signed[:, :, :P]
-    np.multiply(scaled, sign[:, None], out=signed)
+    np.multiply(scaled, sb.sign, out=signed)
     coef, tmp = sb.coef[:, :, :P], sb.tmp[:, :, :P]
     used = mask.any(axis=0).tolist()
     used[W] = False  # the centre slot is never a neighbour
@@ -220,11 +222,5 @@ def sg_step(
     scatter_add_rows(w_out, targets.reshape(-1), d_out.reshape(P * K1, D)[:n_out],
                      ws.index_out[:n_out])  # fmt: skip
     # every pair's loss at the vectors it saw: log(1 + exp(-sign s)), where it counts
-    z = scores * (-2 * sign[:, None])
-    loss = np.maximum(z, 0)
-    np.abs(z, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    np.log1p(z, out=z)
-    loss += z
-    return float(np.vdot(loss, counts))
+    z = np.multiply(scores, sb.minus_2sign, out=tmp)  # -sign s
+    return float(np.vdot(softplus(z, out=z), counts))
