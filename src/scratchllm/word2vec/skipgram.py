@@ -76,7 +76,7 @@ class SlotBuffers:
         c = max(CHUNK, 2 * W)  # the halo tails of consecutive chunks must not overlap
         n = -(-centres // c)
         Lc = c + 2 * W  # halo rows of one chunk
-        self.c, self.n, self.Lc, self.window, self.K1 = c, n, Lc, W, K1
+        self.c, self.n, self.Lc, self.window, self.negative = c, n, Lc, W, negative
         e = np.dtype(dtype).itemsize
         self.block = np.zeros((n * c + 2 * W, D), dtype)  # the halo's input vectors
         self.halos = as_strided(  # (n, Lc, D): chunk j's halo rows j c .. j c + Lc
@@ -121,7 +121,7 @@ class SlotBuffers:
         return (
             self.n * self.c >= centres
             and self.window == window
-            and self.K1 == 1 + negative
+            and self.negative == negative
             and self.block.shape[1] == dim
             and self.block.dtype == dtype
         )
@@ -149,7 +149,7 @@ def sg_step(
     if ws.slots is None or not ws.slots.fits(B, W, K1 - 1, D, w_in.dtype):
         ws.slots = SlotBuffers(B, W, K1 - 1, D, w_in.dtype)
     sb = ws.slots
-    c, Lc = sb.c, sb.Lc
+    c = sb.c
     n = -(-B // c)
     P = n * c  # centres rounded up to whole chunks; the extra ones weigh nothing
     dtype = w_in.dtype.type
