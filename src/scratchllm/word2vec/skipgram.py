@@ -60,7 +60,7 @@ from numpy.lib.stride_tricks import as_strided
 from .loss import softplus
 from .windows import Workspace, scatter_add_rows
 
-CHUNK = 16  # centres per chunk of the block products (at least 2W; see SlotBuffers)
+CHUNK = 10  # centres per chunk of the block products, at least 2W (see SlotBuffers)
 
 
 class SlotBuffers:
@@ -104,7 +104,6 @@ class SlotBuffers:
         self.coef = np.zeros((S, K1, n * c), dtype)
         self.counts = np.zeros((S, K1, n * c), dtype)
         self.scaled = np.zeros((S, K1, n * c), dtype)
-        self.signed = np.zeros((S, K1, n * c), dtype)
         self.sign = np.full((K1, 1), -1, dtype)  # +1 true word, -1 noise
         self.sign[0] = 1
         self.minus_2sign = -2 * self.sign  # the loss's -sign s from the walk's s / 2
@@ -181,8 +180,6 @@ def sg_step(
     counts[:, :, B:] = 0
     scaled = sb.scaled[:, :, :P]
     np.multiply(counts, dtype(alpha / 2), out=scaled)
-    signed = sb.signed[:, :, :P]
-    np.multiply(scaled, sb.sign, out=signed)
     coef, tmp = sb.coef[:, :, :P], sb.tmp[:, :, :P]
     used = mask.any(axis=0).tolist()
     used[W] = False  # the centre slot is never a neighbour
@@ -193,8 +190,8 @@ def sg_step(
             g[...] = 0
             continue
         np.tanh(scores[i], out=g)
+        np.subtract(sb.sign, g, out=g)
         g *= scaled[i]
-        np.subtract(signed[i], g, out=g)
         if i < last:  # the later slots' scores see this slot's step on the targets
             m = last - i
             np.multiply(gram[i, i + 1 : last + 1, None, :], g, out=tmp[:m])
