@@ -48,8 +48,9 @@ rounded in another order). All four products run as matrix products over **chunk
 (``c (1 + K)`` rows) against its halo rows, its halo against itself, and back. Each product
 computes some pairs no window holds (a target of centre ``j`` against a halo row outside
 ``j``'s window); their coefficients are zero and the batched products are still faster than
-``2W`` rounds of ``B`` tiny ones. Strided views pick the window band out of (and into) the
-chunk products without copies.
+``2W`` rounds of ``B`` tiny ones. Strided views address the window band of each chunk's
+product: the walk copies the tables out of it (slot by slot, for contiguous rows) and the
+coefficients back into it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from numpy.lib.stride_tricks import as_strided
 from .loss import softplus
 from .windows import Workspace, scatter_add_rows
 
-CHUNK = 10  # centres per chunk of the block products, at least 2W (see SlotBuffers)
+CHUNK_CENTRES = 10  # centres per chunk of the block products, at least 2W (see SlotBuffers)
 
 
 class SlotBuffers:
@@ -73,7 +74,7 @@ class SlotBuffers:
     def __init__(self, centres: int, window: int, negative: int, dim: int, dtype):
         W, K1, D = window, 1 + negative, dim
         S = 2 * W + 1
-        c = max(CHUNK, 2 * W)  # the halo tails of consecutive chunks must not overlap
+        c = max(CHUNK_CENTRES, 2 * W)  # the halo tails of consecutive chunks must not overlap
         n = -(-centres // c)
         Lc = c + 2 * W  # halo rows of one chunk
         self.c, self.n, self.Lc, self.window, self.negative = c, n, Lc, W, negative
