@@ -75,19 +75,13 @@ def spread(d_window: np.ndarray, window: int, out: np.ndarray | None = None) -> 
     return out
 
 
-def spread_products(
-    coef_pad: np.ndarray, vec_pad: np.ndarray, centres: int, window: int, out: np.ndarray
-) -> np.ndarray:
-    """``spread`` of the window gradient ``d[j, i] = sum_k C[j, i, k] V[j, k]``, in one product.
-
-    ``coef_pad`` (P, S, m) and ``vec_pad`` (P, m, D) hold ``C`` and ``V`` for the
-    ``centres`` centres in rows ``2W .. 2W + centres``; rows ``0 .. 2W`` and the ``2W`` rows
-    after the centres must be zero in ``coef_pad`` and finite in ``vec_pad``. ``out`` is a
-    (centres + 2W, D) buffer; it is filled and returned.
-    """
-    _, S, m = coef_pad.shape
+def spread_views(coef_pad: np.ndarray, vec_pad: np.ndarray, window: int):
+    """``spread_products``' two strided views of its padded buffers, for as many centres as
+    the buffers hold (``as_strided`` costs ~6 us a call, so a ``Workspace`` makes them once
+    and a batch slices them)."""
+    P, S, m = coef_pad.shape
     D = vec_pad.shape[2]
-    L = centres + 2 * window
+    L = P - 2 * window  # the most centres, plus 2W
     c = coef_pad.reshape(-1)
     step = c.itemsize
     # diag[t, i', k] = C_pad[t + i', 2W - i', k]: the coefficients of the centres whose
@@ -99,8 +93,30 @@ def spread_products(
     vstep = v.itemsize
     # vecs[t, i' m + k] = V_pad[t + i', k]: the same centres' vectors, also a view
     vecs = as_strided(v, (L, S * m, D), (m * D * vstep, D * vstep, vstep), writeable=False)
-    rows = np.ascontiguousarray(diag).reshape(L, 1, S * m)  # (L, 1, S m): small
-    np.matmul(rows, vecs, out=out[:, None, :])  # (L, 1, D)
+    return diag, vecs
+
+
+def spread_products(
+    coef_pad: np.ndarray,
+    vec_pad: np.ndarray,
+    centres: int,
+    window: int,
+    out: np.ndarray,
+    views: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``spread`` of the window gradient ``d[j, i] = sum_k C[j, i, k] V[j, k]``, in one product.
+
+    ``coef_pad`` (P, S, m) and ``vec_pad`` (P, m, D) hold ``C`` and ``V`` for the
+    ``centres`` centres in rows ``2W .. 2W + centres``; rows ``0 .. 2W`` and the ``2W`` rows
+    after the centres must be zero in ``coef_pad`` and finite in ``vec_pad``. ``out`` is a
+    (centres + 2W, D) buffer; it is filled and returned. ``views`` are ``spread_views`` of
+    the two buffers, if made already.
+    """
+    _, S, m = coef_pad.shape
+    L = centres + 2 * window
+    diag, vecs = views if views is not None else spread_views(coef_pad, vec_pad, window)
+    rows = np.ascontiguousarray(diag[:L]).reshape(L, 1, S * m)  # (L, 1, S m): small
+    np.matmul(rows, vecs[:L], out=out[:, None, :])  # (L, 1, D)
     return out
 
 
@@ -163,6 +179,8 @@ class Workspace:
         self.h_work = np.empty((Bg, dim), dtype)
         self.work_pad = np.zeros((P, 1, dim), dtype)  # padded, for spread_products
         self.mask_pad = np.zeros((P, S, 1), dtype)
+        self.windows = window_view(self.block, W)  # (B, S, D)  made once: see spread_views
+        self.spread_views = spread_views(self.mask_pad, self.work_pad, W)
         self.rows = np.empty(n_rows, np.intp)
         self.out_rows = np.empty((n_rows, dim), dtype)
         self.d_out_rows = np.empty((n_rows, dim), dtype)
