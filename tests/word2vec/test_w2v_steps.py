@@ -102,26 +102,29 @@ def test_spread_is_the_adjoint_of_window_view():
     assert abs(lhs - rhs) < 1e-12
 
 
-def test_scatter_add_rows_accumulates_repeated_rows():
-    rng = np.random.default_rng(0)
-    m = rng.normal(size=(6, 3)).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dim", [3, 4])  # even: two columns per complex number
+def test_scatter_add_rows_accumulates_repeated_rows(dim, dtype):
+    rng = np.random.default_rng(dim)
+    m = rng.normal(size=(6, dim)).astype(dtype)
     rows = np.array([0, 2, 2, 5, 0, 2])
-    vals = rng.normal(size=(6, 3)).astype(np.float32)
+    vals = rng.normal(size=(6, dim)).astype(dtype)
     expected = m.copy()
-    np.add.at(expected, rows, vals)
+    np.add.at(expected, rows, vals)  # NumPy's 2-D scatter-add, in the same order
     scatter_add_rows(m, rows, vals)
-    np.testing.assert_allclose(m, expected, rtol=1e-6)
+    np.testing.assert_array_equal(m, expected)  # the same float additions, bit for bit
+    assert m.dtype == dtype
 
 
 # ---- one step equals the sum of the per-example SGD steps -------------------------------
 
 
-def tiny_batch(seed, window=2):
+def tiny_batch(seed, window=2, n=11):
     """A padded stream of two sentences and one batch covering all of it."""
     rng = np.random.default_rng(seed)
-    V, D, K, n = 9, 4, 3, 11
+    V, D, K = 9, 4, 3
     ids = rng.integers(0, V, size=n).astype(np.int32)
-    sentence = np.array([0] * 6 + [1] * 5, dtype=np.int32)
+    sentence = (np.arange(n) >= 6).astype(np.int32)  # the first 6 words, then the rest
     half = rng.integers(1, window + 1, size=n)
     pad = np.full(window, -1, np.int32)
     ids_pad = np.concatenate([np.zeros(window, np.int32), ids, np.zeros(window, np.int32)])
@@ -138,12 +141,15 @@ def per_example_targets(centre, noise_row):
     return [centre] + [int(n) for n in noise_row], [1.0] + [float(n != centre) for n in noise_row]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_skipgram_step_walks_each_window_as_word2vec_c(seed):
+@pytest.mark.parametrize(
+    ("seed", "window", "n"),
+    [(0, 2, 11), (1, 2, 11), (2, 1, 30), (3, 6, 40)],  # 1 to 4 chunks, some rows padding
+)
+def test_skipgram_step_walks_each_window_as_word2vec_c(seed, window, n):
     """Per centre, the window's pairs one after another (each sees the target vectors the
     previous pairs left); the centres of the batch summed, all starting from the same."""
-    window, alpha = 2, 0.05
-    ids, ids_pad, mask, noise, w_in, w_out = tiny_batch(seed, window)
+    alpha = 0.05
+    ids, ids_pad, mask, noise, w_in, w_out = tiny_batch(seed, window, n)
     d_in, d_out, total = np.zeros_like(w_in), np.zeros_like(w_out), 0.0
     for c in range(len(ids)):
         targets, weight = per_example_targets(ids[c], noise[c])

@@ -13,7 +13,9 @@ from scratchllm.word2vec.vocab import (
     build_vocab,
     draw_noise,
     keep_probabilities,
+    noise_buckets,
     noise_table,
+    pick_noise,
 )
 
 logging.getLogger("gensim").setLevel(logging.WARNING)
@@ -94,6 +96,19 @@ def test_noise_draws_follow_the_unigram_to_the_three_quarters():
     np.testing.assert_allclose(observed, expected, atol=0.0032)
     chi2 = (((observed - expected) * n) ** 2 / (expected * n)).sum()
     assert chi2 < 22.5  # chi-square, 6 degrees of freedom: p = 0.001
+
+
+@pytest.mark.parametrize("per_word", [64, 1])  # 1: buckets holding many table entries
+def test_the_bucket_lookup_picks_the_words_bisection_picks(lee, per_word):
+    table = noise_table(build_vocab(lee).counts).astype(np.int64)
+    buckets = noise_buckets(table, per_word=per_word)
+    top = int(table[-1])
+    edges = np.concatenate([table - 1, table, table + 1, [0, 1, top - 1]])
+    x = np.concatenate([edges[(edges >= 0) & (edges < top)], np.arange(0, top, 9973)])
+    np.testing.assert_array_equal(pick_noise(x, table, buckets), np.searchsorted(table, x))
+    same = [draw_noise(np.random.default_rng(3), table, (50, 5), b) for b in (None, buckets)]
+    np.testing.assert_array_equal(*same)
+    assert len(buckets[1]) <= 2 * per_word * len(table) + 2  # the lookup stays small
 
 
 def test_initial_vectors_are_gensims_for_the_same_seed(lee):

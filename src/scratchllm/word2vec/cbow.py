@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .loss import coefficients
-from .windows import Workspace, scatter_add_rows, spread_products, window_view
+from .windows import Workspace, scatter_add_rows, spread_products
 
 
 def cbow_step(
@@ -55,8 +55,8 @@ def cbow_step(
     ws = Workspace.fit(ws, B, mask, noise, w_in, group=G)
     Bg = n_groups * G  # centres rounded up to whole groups; the extra ones weigh nothing
     centres = halo[W : W + B]
-    block = np.take(w_in, halo, axis=0, out=ws.block[: B + 2 * W], mode="clip")  # (B+2W, D)
-    x = window_view(block, W)  # (B, 2W+1, D)
+    np.take(w_in, halo, axis=0, out=ws.block[: B + 2 * W], mode="clip")  # (B+2W, D)
+    x = ws.windows[:B]  # (B, 2W+1, D)  window_view of that block, made once
     count = mask.sum(axis=1)  # (B,)  neighbours of each centre
     per = np.maximum(count, 1)[:, None]  # (B, 1)
     h = ws.h[:Bg]
@@ -97,7 +97,9 @@ def cbow_step(
     np.matmul(coef_neg.transpose(0, 2, 1), hg, out=d_out[B:].reshape(n_groups, K, -1))
     # every neighbour gets the whole step: neighbour slot i of centre j is halo row j + i
     ws.centre_rows(ws.mask_pad, B)[:, :, 0] = mask
-    d_block = spread_products(ws.mask_pad, ws.work_pad, B, W, ws.d_block[: B + 2 * W])
+    d_block = spread_products(
+        ws.mask_pad, ws.work_pad, B, W, ws.d_block[: B + 2 * W], ws.spread_views
+    )
     scatter_add_rows(w_in, halo, d_block, ws.index_block[: B + 2 * W])
     scatter_add_rows(w_out, rows, d_out, ws.index_out[: len(rows)])
     return float(loss.sum())

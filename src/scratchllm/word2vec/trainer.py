@@ -40,7 +40,14 @@ from .config import Word2VecConfig
 from .corpus import check_sentences
 from .skipgram import sg_step
 from .vectors import WordVectors
-from .vocab import Vocab, build_vocab, draw_noise, keep_probabilities, noise_table
+from .vocab import (
+    Vocab,
+    build_vocab,
+    draw_noise,
+    keep_probabilities,
+    noise_buckets,
+    noise_table,
+)
 from .windows import Workspace, window_mask
 
 INPUT_UPDATES = 128  # the most updates the busiest input vector may expect per batch
@@ -125,13 +132,14 @@ def train(
     )
     keep = keep_probabilities(vocab.counts, cfg.sample)[stream.ids]  # (n,) per position
     table = noise_table(vocab.counts, cfg.ns_exponent).astype(np.int64)
+    sampler = table, noise_buckets(table)  # the table, and a lookup that speeds up drawing
     rng = np.random.default_rng((cfg.seed, 1))
     group = 1 if cfg.sg else CBOW_NOISE_GROUP
     model.batch_centres = max(group, batch_centres(cfg, vocab.counts) // group * group)
     bar = _progress_bar(cfg.epochs * vocab.total_words, progress)  # its clock: raw words read
     try:
         for epoch in range(cfg.epochs):
-            loss, examples, words = _epoch(model, stream, keep, table, rng, epoch, bar)
+            loss, examples, words = _epoch(model, stream, keep, sampler, rng, epoch, bar)
             if not np.isfinite(loss):
                 raise ValueError(
                     f"training diverged in epoch {epoch + 1} (the loss is {loss}): lower "
@@ -184,7 +192,7 @@ def learning_rate(cfg: Word2VecConfig, progress: float) -> float:
     return max(cfg.min_alpha, cfg.alpha - (cfg.alpha - cfg.min_alpha) * progress)
 
 
-def _epoch(model, stream, keep, table, rng, epoch, bar) -> tuple[float, int, int]:
+def _epoch(model, stream, keep, sampler, rng, epoch, bar) -> tuple[float, int, int]:
     cfg, W, B = model.config, model.config.window, model.batch_centres
     kept = rng.random(len(stream.ids)) < keep
     ids, sentence = stream.ids[kept], stream.sentence[kept]
@@ -202,7 +210,8 @@ def _epoch(model, stream, keep, table, rng, epoch, bar) -> tuple[float, int, int
     for c in range(0, n, chunk):  # windows and noise for many batches per NumPy call
         d = min(c + chunk, n)
         masks = window_mask(sent_pad, half, c, d, W)  # (d-c, 2W+1)
-        noises = draw_noise(rng, table, (-(-(d - c) // G), cfg.negative))  # a row per group
+        size = (-(-(d - c) // G), cfg.negative)  # a row per group
+        noises = draw_noise(rng, sampler[0], size, sampler[1])
         examples += int(masks.sum()) if cfg.sg else int(np.count_nonzero(masks.any(axis=1)))
         for a in range(c, d, B):
             b = min(a + B, d)
