@@ -339,9 +339,7 @@ def test_dpo_log_probs_sum_the_completion_tokens_of_each_row_alone(base, pairs_f
                 seq = p.prompt + reply
                 logits, _ = model(torch.tensor([seq[:-1]]))
                 logp = torch.log_softmax(logits[0].double(), -1)
-                want = sum(
-                    float(logp[t - 1, seq[t]]) for t in range(len(p.prompt), len(seq))
-                )
+                want = sum(float(logp[t - 1, seq[t]]) for t in range(len(p.prompt), len(seq)))
                 assert float(got) == pytest.approx(want, abs=1e-4), (i, reply)
 
 
