@@ -152,6 +152,27 @@ def test_dpo_with_precomputed_reference_logprobs_is_the_same_run(base, pairs_fil
         assert a.get("val_loss") == pytest.approx(b.get("val_loss"), abs=1e-5)
 
 
+def test_rpo_adds_the_chosen_replies_nll_per_token(base, pairs_file, tmp_path):
+    """RPO: ln 2 + alpha * nll at the first step, nll being the start model's mean negative
+    log-likelihood over the tokens of the step's chosen replies, computed here row by row."""
+    run = dpo(tmp_path / "rpo", base, pairs_file, rpo_alpha=0.5, max_iters=1)
+    first = rows(tmp_path / "rpo")[0]
+    learner = run.extra["learner"]
+    model, _, _ = _encoded(base, pairs_file)
+    total = count = 0.0
+    with torch.no_grad():
+        for i in learner.draw(0):
+            p = learner.train[i]
+            seq = p.prompt + p.chosen
+            logp = torch.log_softmax(model(torch.tensor([seq[:-1]]))[0][0].double(), -1)
+            total -= sum(float(logp[t - 1, seq[t]]) for t in range(len(p.prompt), len(seq)))
+            count += len(p.chosen)
+    assert first["nll"] == pytest.approx(total / count, rel=1e-5)
+    assert first["loss"] == pytest.approx(math.log(2) + 0.5 * total / count, rel=1e-5)
+    with pytest.raises(ValueError, match="rpo_alpha"):
+        dpo(tmp_path / "bad", base, pairs_file, rpo_alpha=-1.0)
+
+
 @pytest.mark.parametrize("loss_type", ["ipo", "hinge"])
 def test_dpo_variants_run_and_log_their_loss(base, pairs_file, tmp_path, loss_type):
     dpo(tmp_path / loss_type, base, pairs_file, loss_type=loss_type, max_iters=2)
