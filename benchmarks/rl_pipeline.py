@@ -130,10 +130,12 @@ def main() -> None:
         if "pass@1" in r
     ]
     # The reward model starts from the DPO model: a body that adds better verifies better
-    # (docs/rl.md: 0.86 held out after 3,000 steps, 0.68 from the SFT model).
+    # (docs/rl.md: 0.86 held out after 3,000 steps, 0.68 from the SFT model). center_coef
+    # keeps its scores near 0: uncentred they span +-17 across prompts, and PPO's value loss
+    # on them (~70) swamps the policy's gradient in the body the value head shares.
     rm = timed("reward", lambda: reward_run(out / "rm", dict(base=str(out / "dpo"), data=str(
         out / "pairs.jsonl"), max_iters=cfg["rm"], eval_interval=max(cfg["rm"] // 4, 1),
-        lr=1e-3, batch_size=32), say=QUIET))  # fmt: skip
+        lr=1e-3, batch_size=32, center_coef=0.01), say=QUIET))  # fmt: skip
     logs["reward"] = rm.result.last_eval
     p = timed("ppo", lambda: ppo_run(out / "ppo", dict(base=str(out / "sft"), data=task,
         reward_model=str(out / "rm"), max_iters=cfg["ppo"], eval_interval=max(cfg["ppo"] // 4, 1),
