@@ -9,7 +9,7 @@ carries, and the KL to the SFT model (``KL(pi || sft)`` estimated on the stage's
 samples at temperature 1: the mean of sum_t log pi(o_t) - log sft(o_t)). It writes
 ``report.json``, ``report.md`` and ``pipeline.png`` into ``--out``.
 
-    python benchmarks/rl_pipeline.py --out runs/pipeline            # ~6 min on 2 cores
+    python benchmarks/rl_pipeline.py --out runs/pipeline            # ~5 min on 2 cores
     python benchmarks/rl_pipeline.py --out /tmp/p --small           # ~1 min: a smoke run
 """
 
