@@ -20,15 +20,22 @@ from scratchllm.data.preferences import read_pairs
 from scratchllm.data.sft import in_held_out
 from scratchllm.finetuning.dpo_run import dpo_run
 from scratchllm.finetuning.grpo_run import GRPOLearner, grpo_run
-from scratchllm.finetuning.heads import VALUE_FILE, ValueHead, load_reward_model
+from scratchllm.finetuning.heads import (
+    VALUE_FILE,
+    RewardModel,
+    ValueHead,
+    hidden_states,
+    load_reward_model,
+)
 from scratchllm.finetuning.loop import run_loop
+from scratchllm.finetuning.pair_data import EncodedPair, encode_pairs, pair_logprobs
 from scratchllm.finetuning.pairs import pairs_from_checkpoint
 from scratchllm.finetuning.policy import frozen, start_policy
 from scratchllm.finetuning.ppo_run import PPOLearner, ppo_run
 from scratchllm.finetuning.reward_run import reward_run, score_pairs
 from scratchllm.finetuning.rl_settings import GRPO_OPTIONS, resolve_settings
 from scratchllm.finetuning.rollout import task_prompts
-from scratchllm.finetuning.sequences import prompt_ids, reply_ids
+from scratchllm.finetuning.sequences import full_sequences, prompt_ids, reply_ids
 from scratchllm.finetuning.verifier import judge
 from scratchllm.training.run import train_run
 from scratchllm.training.settings import train_config
@@ -143,6 +150,27 @@ def test_dpo_with_precomputed_reference_logprobs_is_the_same_run(base, pairs_fil
     for a, b in zip(rows(tmp_path / "model"), rows(tmp_path / "pre"), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         assert a.get("val_loss") == pytest.approx(b.get("val_loss"), abs=1e-5)
+
+
+def test_rpo_adds_the_chosen_replies_nll_per_token(base, pairs_file, tmp_path):
+    """RPO: ln 2 + alpha * nll at the first step, nll being the start model's mean negative
+    log-likelihood over the tokens of the step's chosen replies, computed here row by row."""
+    run = dpo(tmp_path / "rpo", base, pairs_file, rpo_alpha=0.5, max_iters=1)
+    first = rows(tmp_path / "rpo")[0]
+    learner = run.extra["learner"]
+    model, _, _ = _encoded(base, pairs_file)
+    total = count = 0.0
+    with torch.no_grad():
+        for i in learner.draw(0):
+            p = learner.train[i]
+            seq = p.prompt + p.chosen
+            logp = torch.log_softmax(model(torch.tensor([seq[:-1]]))[0][0].double(), -1)
+            total -= sum(float(logp[t - 1, seq[t]]) for t in range(len(p.prompt), len(seq)))
+            count += len(p.chosen)
+    assert first["nll"] == pytest.approx(total / count, rel=1e-5)
+    assert first["loss"] == pytest.approx(math.log(2) + 0.5 * total / count, rel=1e-5)
+    with pytest.raises(ValueError, match="rpo_alpha"):
+        dpo(tmp_path / "bad", base, pairs_file, rpo_alpha=-1.0)
 
 
 @pytest.mark.parametrize("loss_type", ["ipo", "hinge"])
@@ -283,3 +311,77 @@ def test_ppo_with_the_verifier_writes_a_normal_checkpoint(base, tmp_path):
     first = rows(tmp_path / "ppo")[0]
     assert 0.0 <= first["sample_accuracy"] <= 1.0 and "kl" in first
     assert run.result.steps == 2
+
+
+def _encoded(base, pairs_file):
+    ckpt = load_checkpoint(base)
+    template = ChatTemplate.plain(ckpt.tokenizer)
+    return ckpt.model.eval(), template, encode_pairs(read_pairs(pairs_file), template, 31)
+
+
+def test_a_pairs_scores_are_its_rows_scored_alone_at_their_last_real_token(base, pairs_file):
+    """What a reward model scores below chance with if it is wrong: a row's score must not
+    depend on its batch, its padding (id or amount), or the order chosen/rejected go in."""
+    body, _, pairs = _encoded(base, pairs_file)
+    torch.manual_seed(0)
+    model = RewardModel(body).eval()
+    batch = pairs[:12]  # replies of 2 and 3 tokens: the shorter rows are padded
+    assert len({len(p.chosen) for p in batch} | {len(p.rejected) for p in batch}) > 1
+    with torch.no_grad():
+        w, l = score_pairs(model, batch)
+        for i, p in enumerate(batch):
+            for reply, score in ((p.chosen, w[i]), (p.rejected, l[i])):
+                ids = torch.tensor([p.prompt + reply])  # the row alone, no padding
+                _, h = hidden_states(body, ids)
+                alone = model.head(h[0, -1]).squeeze(-1)
+                assert torch.allclose(score, alone, atol=1e-5), (i, reply)
+        for pad in (0, 5):
+            ids, last = full_sequences(
+                [p.prompt for p in batch] * 2,
+                [p.chosen for p in batch] + [p.rejected for p in batch],
+                pad_id=pad,
+            )
+            r = model(ids, last)
+            assert torch.allclose(r[:12], w, atol=1e-5) and torch.allclose(r[12:], l, atol=1e-5)
+        swapped = [EncodedPair(p.prompt, p.rejected, p.chosen, p.source) for p in batch]
+        sw, sl = score_pairs(model, swapped)
+    assert torch.allclose(sw, l, atol=1e-5) and torch.allclose(sl, w, atol=1e-5)
+
+
+def test_dpo_log_probs_sum_the_completion_tokens_of_each_row_alone(base, pairs_file):
+    """``pair_logprobs``: per row, sum_t log p(reply_t | prompt, reply_<t) over the reply's
+    tokens only (its END included, the prompt and the padding not), whatever the batch."""
+    model, _, pairs = _encoded(base, pairs_file)
+    batch = pairs[:12]
+    with torch.no_grad():
+        w, l = pair_logprobs(model, batch)
+        for i, p in enumerate(batch):
+            for reply, got in ((p.chosen, w[i]), (p.rejected, l[i])):
+                seq = p.prompt + reply
+                logits, _ = model(torch.tensor([seq[:-1]]))
+                logp = torch.log_softmax(logits[0].double(), -1)
+                want = sum(float(logp[t - 1, seq[t]]) for t in range(len(p.prompt), len(seq)))
+                assert float(got) == pytest.approx(want, abs=1e-4), (i, reply)
+
+
+def test_the_reward_model_reads_a_difference_inside_the_reply(base, tmp_path):
+    """Replies of equal length that differ before their last token (a right sum, or a sum
+    with a digit replaced by '+'): separable only if the head's token has read the reply,
+    and measured on held-out prompts."""
+    path = tmp_path / "pairs.jsonl"
+    lines = [
+        {"prompt": f"{a}+{b}=", "chosen": f"{a + b}\n", "rejected": "+" + f"{a + b}\n"[1:]}
+        for a in range(10)
+        for b in range(10)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    values = dict(base=str(base), data=str(path), max_iters=30, batch_size=8,
+                  eval_interval=30, lr=3e-3, val_fraction=0.3, **STEPS)  # fmt: skip
+    run = reward_run(tmp_path / "rm", values, say=QUIET)
+    learner = run.extra["learner"]
+    assert len(learner.val) >= 20
+    assert run.result.last_eval["val_accuracy"] >= 0.9
+    with torch.no_grad():  # the logged figure is the held-out pairs scored one by one
+        alone = [score_pairs(learner.model, [p]) for p in learner.val]
+    acc = sum(float(w[0] > l[0]) for w, l in alone) / len(alone)
+    assert acc == pytest.approx(run.result.last_eval["val_accuracy"])

@@ -226,6 +226,27 @@ def test_the_kernel_sees_weights_changed_in_place_while_a_state_lives():
     torch.testing.assert_close(got, model.forward_step(idx[:, 5:6], slow), atol=2e-5, rtol=1e-5)
 
 
+def test_the_kernel_sees_the_projects_adamw_step_fused_or_not():
+    """torch's fused AdamW writes the parameters without bumping their version counters, by
+    which the packed copy knows it is stale; ``configure_optimizer`` bumps them after each
+    step. Without that an RL run's rollouts and in-run evaluations decode with the matrices
+    of its first generation."""
+    from scratchllm.training import TrainConfig, configure_optimizer
+
+    model = model_of(seed=8)
+    idx = torch.randint(0, 37, (2, 10))
+    fast, slow = model.new_state(2, 10), model.new_state(2, 10)
+    slow.plan = False
+    model.forward_step(idx[:, :4], fast), model.forward_step(idx[:, :4], slow)
+    optimizer = configure_optimizer(model, TrainConfig(lr=0.1, weight_decay=0.1))
+    before = [p._version for p in model.parameters()]
+    model(idx, targets=idx)[1].backward()
+    optimizer.step()
+    assert all(p._version > v for p, v in zip(model.parameters(), before))
+    got = model.forward_step(idx[:, 4:5], fast)
+    torch.testing.assert_close(got, model.forward_step(idx[:, 4:5], slow), atol=2e-5, rtol=1e-5)
+
+
 def test_states_of_unchanged_weights_share_one_packed_copy():
     model = model_of(seed=7)
     a, b = model.new_state(1, 4), model.new_state(3, 6)

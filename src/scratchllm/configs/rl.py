@@ -42,6 +42,7 @@ class DPOConfig:
     beta: float = 0.1  # the implicit reward's scale: r = beta * (log pi - log ref)
     loss_type: str = "sigmoid"  # sigmoid (DPO), ipo or hinge
     label_smoothing: float = 0.0  # cDPO: labels taken as wrong with this probability
+    rpo_alpha: float = 0.0  # RPO: + alpha * the chosen replies' NLL per token (0: off)
     precompute_ref: bool = False  # the reference's log-probs once, at the start (no model kept)
 
     def __post_init__(self) -> None:
@@ -51,6 +52,7 @@ class DPOConfig:
             0.0 <= self.label_smoothing < 0.5,
             f"label_smoothing ({self.label_smoothing!r}) must be in [0, 0.5)",
         )
+        _check(self.rpo_alpha >= 0, f"rpo_alpha ({self.rpo_alpha!r}) must be >= 0")
         _check(
             self.label_smoothing == 0 or self.loss_type == "sigmoid",
             "label_smoothing (cDPO) goes with loss_type sigmoid only",

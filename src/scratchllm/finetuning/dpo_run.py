@@ -10,18 +10,23 @@ reply ``w`` and the rejected one ``l``, **summed** over the reply's tokens
          = (h - 1 / (2 beta))^2                                        (ipo)
          = max(0, 1 - beta h)                                          (hinge)
 
-averaged over the step's pairs (``batch_size`` per micro-batch, ``gradient_accumulation``
-micro-batches, each weighted equally: the mean over pairs). The reference is the starting
-model (or ``--reference CKPT``), frozen: its parameters never reach the optimizer and no
-gradient flows into them. With ``--precompute-ref`` its log-probs of every pair are
-computed once before training (``reference_logprobs.safetensors`` in the run directory)
-and no reference model is kept.
+and, with ``--rpo-alpha a`` (RPO, Pang et al. 2024: DPO plus the chosen replies' negative
+log-likelihood, TRL's ``rpo_alpha``), ``+ a * nll``, ``nll = -sum log pi(w) / (the chosen
+replies' tokens)`` over the micro-batch. That term keeps the right replies likely: plain DPO
+only widens a gap, and can do so by lowering both sides ("likelihood displacement").
+The losses are averaged over the step's pairs (``batch_size`` per micro-batch,
+``gradient_accumulation`` micro-batches, each weighted equally: the mean over pairs). The
+reference is the starting model (or ``--reference CKPT``), frozen: its parameters never
+reach the optimizer and no gradient flows into them. With ``--precompute-ref`` its
+log-probs of every pair are computed once before training (``reference_logprobs.safetensors``
+in the run directory) and no reference model is kept.
 
-Logged: the loss, ``chosen_reward`` / ``rejected_reward`` (``beta (log pi - log ref)``,
-means), ``reward_accuracy`` (pairs whose chosen reward is higher), ``reward_margin``; at
-each evaluation the same on the held-out pairs (``val_*``; ``val_reward_accuracy`` is the
-held-out preference accuracy) and, with ``--task``, the greedy accuracy on the task's
-held-out prompts. ``best/`` is the best task accuracy (else the lowest held-out loss).
+Logged: the loss (with the RPO term), ``nll`` (with ``--rpo-alpha``), ``chosen_reward`` /
+``rejected_reward`` (``beta (log pi - log ref)``, means), ``reward_accuracy`` (pairs whose
+chosen reward is higher), ``reward_margin``; at each evaluation the same on the held-out
+pairs (``val_*``; ``val_reward_accuracy`` is the held-out preference accuracy) and, with
+``--task``, the greedy accuracy on the task's held-out prompts. ``best/`` is the best task
+accuracy (else the lowest held-out loss).
 
 >>> run = dpo_run("runs/dpo", {"base": "runs/sft", "data": "pairs.jsonl"})   # doctest: +SKIP
 """
@@ -101,11 +106,14 @@ class DPOLearner:
             return pair_logprobs(self.reference, [pairs[i] for i in index], self.device)
 
     def _loss(self, split: str, index: list[int]):  # noqa: ANN202
-        pairs = self.train if split == "train" else self.val
-        pi_w, pi_l = pair_logprobs(self.policy.model, [pairs[i] for i in index], self.device)
+        """``(dpo_loss's output, nll)``: ``nll`` is the chosen replies' negative
+        log-likelihood per token, the RPO term (module docstring)."""
+        pairs = [(self.train if split == "train" else self.val)[i] for i in index]
+        pi_w, pi_l = pair_logprobs(self.policy.model, pairs, self.device)
         ref_w, ref_l = self._ref(split, index)
         c = self.config
-        return dpo_loss(pi_w, pi_l, ref_w, ref_l, c.beta, c.loss_type, c.label_smoothing)
+        out = dpo_loss(pi_w, pi_l, ref_w, ref_l, c.beta, c.loss_type, c.label_smoothing)
+        return out, -pi_w.sum() / sum(len(p.chosen) for p in pairs)
 
     def draw(self, step: int) -> list[int]:
         """The step's pairs: without replacement within a step (with it when the training
@@ -116,14 +124,16 @@ class DPOLearner:
 
     def train_step(self, step: int, update: Callable[[], float | None]) -> dict[str, float]:
         index = self.draw(step)
-        sums = dict.fromkeys(
-            ("loss", "chosen_reward", "rejected_reward", "reward_accuracy", "reward_margin"), 0.0
-        )
+        keys = ("loss", "chosen_reward", "rejected_reward", "reward_accuracy", "reward_margin")
+        sums = dict.fromkeys(keys + (("nll",) if self.config.rpo_alpha else ()), 0.0)
         for a in range(self.A):
-            out = self._loss("train", index[a * self.B : (a + 1) * self.B])
-            (out.loss / self.A).backward()
+            out, nll = self._loss("train", index[a * self.B : (a + 1) * self.B])
+            loss = out.loss + self.config.rpo_alpha * nll if self.config.rpo_alpha else out.loss
+            (loss / self.A).backward()
+            if self.config.rpo_alpha:
+                sums["nll"] += float(nll.detach()) / self.A
             for key, value in (
-                ("loss", out.loss),
+                ("loss", loss),
                 ("chosen_reward", out.chosen_rewards.mean()),
                 ("rejected_reward", out.rejected_rewards.mean()),
                 ("reward_accuracy", out.reward_accuracy),
@@ -144,7 +154,7 @@ class DPOLearner:
             prefers = 0.0
             for lo in range(0, n, EVAL_CHUNK):
                 index = list(range(lo, min(n, lo + EVAL_CHUNK)))
-                r = self._loss("val", index)
+                r, _ = self._loss("val", index)
                 loss += float(r.losses.sum())
                 acc += float((r.chosen_rewards > r.rejected_rewards).sum())
                 margin += float((r.chosen_rewards - r.rejected_rewards).sum())

@@ -120,6 +120,8 @@ DPO = (
        choices=DPO_LOSS_TYPES),
     _o("dpo", "label_smoothing", float, "cDPO: the probability that a label is wrong "
        "(sigmoid only)", _DPO["label_smoothing"], metavar="EPS"),
+    _o("dpo", "rpo_alpha", float, "RPO: add alpha times the chosen replies' negative "
+       "log-likelihood per token (0: off)", _DPO["rpo_alpha"], metavar="A"),
     _o("dpo", "reference", str, "the frozen reference (default: the --from checkpoint)",
        metavar="CKPT"),
     _o("dpo", "precompute_ref", bool, "compute the reference's log-probs of every pair once "

@@ -51,7 +51,11 @@ def configure_optimizer(
 
     Uses the fused kernel where this torch build supports it for ``device_type`` (one
     kernel for all parameters), else the ``foreach`` multi-tensor path. Both compute the
-    same update as the textbook loop.
+    same update as the textbook loop. The fused kernel writes the parameters without
+    bumping their version counters (torch 2.13), so a step hook bumps them: the decode
+    kernel's packed weights (``models.decode_kernel``) are checked by those counters, and a
+    run that generates between updates (RL rollouts, in-run evaluations) would otherwise
+    decode with the matrices of its first generation.
     """
     params = dict(model.named_parameters())
     decay, no_decay = decay_groups(model)
@@ -70,7 +74,16 @@ def configure_optimizer(
         kwargs["fused"] = True
     else:
         kwargs["foreach"] = True
-    return torch.optim.AdamW(groups, **kwargs)
+    optimizer = torch.optim.AdamW(groups, **kwargs)
+    optimizer.register_step_post_hook(_bump_versions)
+    return optimizer
+
+
+def _bump_versions(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    """Mark every parameter as changed in place (no data is touched)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            torch.autograd.graph.increment_version(p)
 
 
 def _fused_ok(device_type: str) -> bool:
