@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ADD = "addition:digits=3,operands=balanced,format={}"  # training examples (balanced lengths)
+ADD = "addition:digits=3,operands={},format={}"  # training examples (balanced lengths unless told)
 ADD_EVAL = "addition:digits=3,format={}"  # held-out prompts: the task as it is, uniform
 GPT = dict(n_layer=4, n_head=4, n_embd=128, block_size=16, pos="rope", dropout=0.0)
 SFT = dict(batch_size=128, lr=2e-3, min_lr=1e-4, warmup_iters=100, eval_iters=5,
@@ -113,10 +113,11 @@ def addition(args: argparse.Namespace) -> None:
     if args.quick:
         base.update(QUICK, samples=500)
     jobs = []
-    for fmt in ("reverse", "plain"):
-        for everything in (False, True):
-            name = f"{fmt}-{'all' if everything else 'answer'}"
-            values = {**base, "data": ADD.format(fmt), "train_on_prompt": everything}
+    for fmt in args.formats.split(","):
+        for loss in args.losses.split(","):
+            everything = loss == "all"
+            name = f"{fmt}-{loss}" + ("" if args.operands == "balanced" else f"-{args.operands}")
+            values = {**base, "data": _add(args, fmt), "train_on_prompt": everything}
             jobs.append(("sft", str(out / name), values))
     done = run_all(jobs, args.jobs)
     rows, details, checks = [], [], []
@@ -130,7 +131,7 @@ def addition(args: argparse.Namespace) -> None:
         details.append(f"### {fmt}, loss on {loss}: {r.accuracy:.2%} of {r.n}\n\n{_groups(r)}")
     head = ["answer", "loss on", f"exact match ({args.n} held-out)", "steps", "seconds"]
     text = (
-        f"## Addition, digits=3: {args.samples:,} training examples ({ADD.format('F')}), a "
+        f"## Addition, digits=3: {base['samples']:,} training examples ({_add(args, 'F')}), a "
         f"fresh {base['n_layer']}x{base['n_embd']} GPT, {base['max_iters']} steps of "
         f"{base['batch_size']}\n\n"
         f"Held-out prompts: {ADD_EVAL.format('F')} (uniform operands), greedy.\n\n"
@@ -140,10 +141,14 @@ def addition(args: argparse.Namespace) -> None:
         + "\n\n"
         + "\n\n".join(details)
     )
-    emit(Path(args.out), "addition", text)
+    emit(Path(args.out), "addition" + ("" if args.operands == "balanced" else "-uniform"), text)
 
 
 ADD_TARGETS = {"reverse": 0.995, "plain": 0.85}
+
+
+def _add(args: argparse.Namespace, fmt: str) -> str:
+    return ADD.format(args.operands, fmt)
 
 
 def _check(what: str, value: float, bar: float, at_most: bool = False) -> str:
@@ -164,7 +169,7 @@ def lora(args: argparse.Namespace) -> None:
     from scratchllm.models.nf4 import NF4Linear
 
     out = Path(args.out) / "lora"
-    pre_steps, steps = (args.steps or 3000), (args.steps or 3000) // 2
+    pre_steps = steps = args.steps or 3000  # 1,500 fine-tuning steps left LoRA 4 points short
     pre = {**{k: v for k, v in GPT.items() if k != "block_size"}, "block_size": 64,
            "data": "addition:digits=3,operands=balanced", "samples": 20_000,
            "max_iters": pre_steps, "batch_size": 32, "lr": 2e-3, "warmup_iters": 100,
@@ -173,11 +178,11 @@ def lora(args: argparse.Namespace) -> None:
     if args.quick:
         pre.update({k: v for k, v in QUICK.items() if k != "validity_samples"}, samples=500)
     run_all([("train", str(out / "base"), pre)], 1)
-    ft = {**SFT, "base": str(out / "base"), "data": ADD.format("reverse"),
+    ft = {**SFT, "base": str(out / "base"), "data": _add(args, "reverse"),
           "samples": args.samples, "max_iters": steps, "eval_interval": max(steps // 5, 1),
-          "device": "cpu", "quiet": True}  # fmt: skip
+          "device": "cpu", "quiet": True, "validity_samples": 0}  # fmt: skip
     if args.quick:
-        ft.update(QUICK, max_iters=20, samples=500)
+        ft.update(QUICK, max_iters=20, samples=500, validity_samples=0)
         for k in ("n_layer", "n_head", "n_embd"):
             ft.pop(k)
     variants = {
@@ -211,7 +216,7 @@ def lora(args: argparse.Namespace) -> None:
         "## LoRA and QLoRA: a plain-addition base taught to answer in reverse\n\n"
         f"Base: a fresh {pre['n_layer']}x{pre['n_embd']} GPT, {pre['max_iters']} steps on the "
         f"plain addition stream (reversed answers: {before:.2%} before fine-tuning). Then "
-        f"{ft['max_iters']} steps of {ft['batch_size']} examples of {ADD.format('reverse')}; "
+        f"{ft['max_iters']} steps of {ft['batch_size']} examples of {_add(args, 'reverse')}; "
         f"{args.n} held-out prompts, greedy.\n\n"
         + _table(
             ["fine-tuning", "exact match", "trainable", "frozen base B/param", "seconds"], rows
@@ -326,8 +331,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (figure default)")
     p.add_argument("--samples", type=int, default=10_000, help="addition training examples")
     p.add_argument("--n", type=int, default=2000, help="held-out prompts per evaluation")
+    p.add_argument(
+        "--operands",
+        choices=("balanced", "uniform"),
+        default="balanced",
+        help="addition, lora: the training examples' operands (held-out: uniform)",
+    )
+    p.add_argument("--formats", default="reverse,plain", help="addition: answer formats")
+    p.add_argument(
+        "--losses",
+        default="answer,all",
+        help="addition: loss on the answer only and/or on every token",
+    )
     p.add_argument("--quick", action="store_true", help="tiny models, a few steps")
     args = p.parse_args()
+    for value, allowed in ((args.formats, ("reverse", "plain")), (args.losses, ("answer", "all"))):
+        if not value or set(value.split(",")) - set(allowed):
+            p.error(f"{value!r}: give a comma-separated subset of {','.join(allowed)}")
     if args.quick:
         args.n = min(args.n, 20)
     figures = ("addition", "lora", "distill", "chat") if args.figure == "all" else (args.figure,)
