@@ -10,6 +10,7 @@ others, two single-threaded runs go many times faster than one two-threaded run)
 
     python benchmarks/bench_finetune.py addition   # fig. 1 and 2: plain / reverse, answer-only
                                                    # vs loss on everything; by length, carries
+    python benchmarks/bench_finetune.py addition --operands uniform --formats plain --losses answer
     python benchmarks/bench_finetune.py lora       # fig. 3: full vs LoRA vs QLoRA
     python benchmarks/bench_finetune.py distill    # fig. 4: KL(true || student), 3 % and 100 %
     python benchmarks/bench_finetune.py chat       # fig. 5: the chat demo, timed
