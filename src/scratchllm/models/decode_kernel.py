@@ -249,8 +249,12 @@ def matrices(plan) -> list[torch.Tensor]:
 
 
 def versions(tensors: list[torch.Tensor]) -> list[int] | None:
-    """The tensors' version counters, which every in-place change bumps (an optimizer step,
-    ``load_state_dict``, ``copy_``); None for inference tensors, which have none."""
+    """The tensors' version counters, which in-place changes bump (``load_state_dict``,
+    ``copy_``, a foreach optimizer step); None for inference tensors, which have none.
+    torch's *fused* optimizers write parameters without bumping them: the project's
+    ``training.optimizer.configure_optimizer`` bumps them after each step, and an optimizer
+    built elsewhere with ``fused=True`` must do the same
+    (``torch.autograd.graph.increment_version``) or decoding here keeps the old weights."""
     try:
         return [t._version for t in tensors]
     except RuntimeError:
