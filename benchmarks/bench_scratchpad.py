@@ -8,7 +8,7 @@ examples): plain 1.7 %, reverse 30.6 %, simplified scratchpad 99.7 %. The issue'
 scratchpad >= 99 % with <= 2,000 examples where plain stays under 10 %.
 
     python benchmarks/bench_scratchpad.py                  # 2,000 examples, ~0.8 M GPT
-    python benchmarks/bench_scratchpad.py --steps 6000 --n 1000 --comparisons examples
+    python benchmarks/bench_scratchpad.py --samples 1750 --steps 6000 --comparisons examples
     python benchmarks/bench_scratchpad.py --steps 1500 --n 500 --operands uniform
     python benchmarks/bench_scratchpad.py --samples 1000 --pos learned
     python benchmarks/bench_scratchpad.py --quick          # tiny, to check the script runs
