@@ -105,9 +105,9 @@ def reward_lane(out: Path, cfg: dict, threads: int) -> dict[str, Any]:
     # (0.68 held out from the SFT model); 3e-4 keeps more of what the body knows than 1e-3.
     # center_coef keeps its scores near 0: uncentred they span +-17 across prompts, and
     # PPO's value loss on them swamps the policy's gradient in the body the value head shares.
-    rm = _timed(times, "reward", lambda: reward_run(out / "rm", dict(base=str(out / "dpo"),
+    rm = _timed(times, "reward", reward_run, out / "rm", dict(base=str(out / "dpo"),
         data=str(out / "pairs.jsonl"), max_iters=cfg["rm"], eval_interval=max(cfg["rm"] // 4, 1),
-        lr=3e-4, batch_size=32, center_coef=0.01), say=QUIET))  # fmt: skip
+        lr=3e-4, batch_size=32, center_coef=0.01), say=QUIET)  # fmt: skip
     logs["reward"] = rm.result.last_eval
     # PPO: 4 samples per prompt, and a KL penalty (0.5 per nat) that matters against the
     # reward model's spread of scores (a margin near 6): it holds the policy where the
@@ -182,23 +182,22 @@ def main() -> None:
     pre = dict(data=task, samples=5000, n_head=2, block_size=32, eval_interval=10_000,
                eval_iters=2, quiet=True, batch_size=32, lr=3e-3, **cfg["pre"])  # fmt: skip
     if not (out / "sft" / "last").is_dir():  # the same settings: reuse the first stages
-        _timed(times, "pretrain", lambda: train_run(out / "pre", pre, say=QUIET))
-        _timed(times, "sft", lambda: sft_run(out / "sft", dict(base=str(out / "pre"), data=task,
+        _timed(times, "pretrain", train_run, out / "pre", pre, say=QUIET)
+        _timed(times, "sft", sft_run, out / "sft", dict(base=str(out / "pre"), data=task,
                samples=3000, max_iters=cfg["sft"], eval_interval=cfg["sft"], lr=1e-3,
-               quiet=True, batch_size=32), say=QUIET))  # fmt: skip
+               quiet=True, batch_size=32), say=QUIET)  # fmt: skip
     for stage in ("dpo", "rm", *STAGES[2:]):
         shutil.rmtree(out / stage, ignore_errors=True)
-    rep = _timed(times, "pairs", lambda: pairs_from_checkpoint(out / "sft", task,
-                 out / "pairs.jsonl", n=cfg["pairs"], k=8,
-                 pairs_per_prompt=cfg["pairs_per_prompt"]))  # fmt: skip
+    rep = _timed(times, "pairs", pairs_from_checkpoint, out / "sft", task, out / "pairs.jsonl",
+                 n=cfg["pairs"], k=8, pairs_per_prompt=cfg["pairs_per_prompt"])  # fmt: skip
     logs["pairs"] = {"prompts": rep.prompts, "pairs": rep.pairs, "all_right": rep.all_right,
                      "all_wrong": rep.all_wrong}  # fmt: skip
     # DPO with RPO's NLL term on the chosen replies (rpo_alpha 1): plain DPO on these pairs
     # lowers both replies' likelihood and with it greedy accuracy (docs/rl.md).
-    d = _timed(times, "dpo", lambda: dpo_run(out / "dpo", dict(base=str(out / "sft"),
+    d = _timed(times, "dpo", dpo_run, out / "dpo", dict(base=str(out / "sft"),
         data=str(out / "pairs.jsonl"), max_iters=cfg["dpo"],
         eval_interval=max(cfg["dpo"] // 4, 1), lr=3e-4, batch_size=32, beta=0.1,
-        rpo_alpha=1.0, task=task, eval_n=n), say=QUIET))  # fmt: skip
+        rpo_alpha=1.0, task=task, eval_n=n), say=QUIET)  # fmt: skip
     logs["dpo"] = d.result.last_eval
     t = time.perf_counter()
     if args.jobs == 2:
@@ -212,8 +211,8 @@ def main() -> None:
     for lane in done:
         times |= {f"  {k}": v for k, v in lane["times"].items()}
         logs |= lane["logs"]
-    report = {name: _timed(times, f"score {name}", lambda s=name: score(out / s, task, n,
-              out / "sft")) for name in STAGES}  # fmt: skip
+    report = {name: _timed(times, f"score {name}", score, out / name, task, n, out / "sft")
+              for name in STAGES}  # fmt: skip
     times["total"] = time.perf_counter() - start
     full = {"task": task, "settings": cfg, "stages": report, "logs": logs, "seconds": times}
     (out / "report.json").write_text(json.dumps(full, indent=2))
