@@ -95,10 +95,15 @@ class CausalSelfAttention(nn.Module):
         over slots ``0:start+T``.
         """
         B, T, C = x.shape
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)  # (B, T, 3, H, D)
+        qkv = self.c_attn(x)  # (B, T, 3C)
         if rope is None:
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
+            # split, not view + permute + unbind: the backward of split concatenates the
+            # three gradients straight into qkv's layout (one copy; unbind's stack and the
+            # permute back take two).
+            heads = (B, T, self.n_head, self.head_dim)
+            q, k, v = (t.view(heads).transpose(1, 2) for t in qkv.split(C, dim=2))
         else:  # rotate queries and keys together: one set of ops for both
+            qkv = qkv.view(B, T, 3, self.n_head, self.head_dim)  # (B, T, 3, H, D)
             qk = apply_rope(qkv[:, :, :2], *rope)  # (B, T, 2, H, D)
             q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)
             v = qkv[:, :, 2].transpose(1, 2)
