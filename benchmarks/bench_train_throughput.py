@@ -5,10 +5,20 @@ CPU, dropout 0, AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1:
 
 * **peer**: ``transformers.GPT2LMHeadModel`` (SDPA attention) + ``torch.optim.AdamW``
   (the default, non-fused path); one iteration = forward + backward + step + zero_grad.
-* **ours**: ``scratchllm.models.GPT`` + the update ``scratchllm.training.Trainer`` takes
-  (its ``configure_optimizer``: fused AdamW, decay on matrices only; its ``lr_at``
-  schedule; gradient clipping at 1.0): the step ``scratchllm train`` runs. Ours does
-  strictly more work (the clip).
+* **ours**: ``scratchllm.models.GPT`` + ``scratchllm.training.train_step_fn``, the very
+  update ``Trainer`` takes (``scratchllm train``): the schedule's lr, forward, backward,
+  the global-norm clip at 1.0, fused AdamW with decay on matrices only
+  (``configure_optimizer``), zero_grad. Ours does strictly more work (the clip).
+* ``--compile`` adds a row for ours with ``compile=True`` (``scratchllm train
+  --compile``), and prints how long the first two steps took to compile.
+
+The activation is the same function on both sides (``--act``): exact GELU (our default;
+HF ``activation_function="gelu"``, the same ``F.gelu`` kernel) or GPT-2's tanh form (ours
+``gelu_tanh``; HF ``gelu_pytorch_tanh``, the same kernel). GPT-2's shipped config says
+``gelu_new``, which transformers computes as a seven-op Python formula; against that (``--hf-act
+gelu_new``) HF's step is about 10 % slower, a gap that says nothing about the rest of the
+step, so it is not the default. (Figures before 2026-12-03 compared our exact GELU with
+HF's ``gelu_new``.)
 
 Configurations (shared/BASELINES.md section 2):
 
@@ -17,8 +27,11 @@ Configurations (shared/BASELINES.md section 2):
 
 MFU (model FLOPs utilisation) = 6 * N * tokens/s / peak, N = every unique parameter (the
 tied token table once, the position table included); the peak is measured here, as the
-best of a few 2048 x 2048 fp32 matmuls. Rounds of each implementation alternate so that
-load from other processes hits both alike; the table shows medians over rounds.
+best of a few 2048 x 2048 fp32 matmuls, measured again at the start of every round (this
+machine's speed drifts by a third within minutes, and a peak taken once would turn that
+drift into MFU). Rounds of each implementation alternate so that load from other
+processes hits both alike. The table shows medians over rounds: of the time per
+iteration, of MFU against that round's peak, and of the ratio to HF within each round.
 
 MFU counts only the 6N parameter FLOPs (the definition the goals use). The second,
 labelled column ``MFU+attn`` also counts causal self-attention's score and mix matmuls
@@ -33,6 +46,7 @@ picks) vs foreach vs the per-parameter for-loop, and the gradient clip foreach v
     python benchmarks/bench_train_throughput.py --quick    # small only
     python benchmarks/bench_train_throughput.py --breakdown  # + where our step's time goes
     python benchmarks/bench_train_throughput.py --quick --levers  # + optimizer / clip variants
+    python benchmarks/bench_train_throughput.py --quick --compile  # + ours under torch.compile
 """
 
 from __future__ import annotations
@@ -73,13 +87,18 @@ def make_batches(T: int, B: int, count: int, seed: int = 0) -> list[torch.Tensor
     return [torch.randint(0, VOCAB, (B, T + 1), generator=g) for _ in range(count)]
 
 
-def hf_step_fn(L: int, H: int, C: int, T: int):
+HF_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}  # the same torch kernel
+
+
+def hf_step_fn(L: int, H: int, C: int, T: int, act: str):
+    """HF GPT-2 with ``activation_function=act`` and torch's default AdamW."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     config = GPT2Config(
         vocab_size=VOCAB, n_positions=T, n_layer=L, n_head=H, n_embd=C,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function=act,
+        bos_token_id=0, eos_token_id=0,
     )  # fmt: skip
     try:
         model = GPT2LMHeadModel(config, attn_implementation="sdpa")
@@ -100,57 +119,60 @@ def hf_step_fn(L: int, H: int, C: int, T: int):
     return model, step
 
 
-def ours_step_fn(L: int, H: int, C: int, T: int, B: int):
-    """Our GPT and one optimizer step exactly as ``Trainer`` takes it: the schedule's lr
-    written into the groups, forward with targets, backward, foreach clip of the global
-    norm, fused AdamW (decay on matrices only), zero_grad, the loss summed on the device
-    (no host sync)."""
+def ours_step_fn(L: int, H: int, C: int, T: int, B: int, act: str, compile: bool = False):
+    """Our GPT and ``train_step_fn``: one ``Trainer`` update per call (no host sync)."""
     from scratchllm.models import GPT, GPTConfig
-    from scratchllm.training import TrainConfig, configure_optimizer, lr_at
+    from scratchllm.training import TrainConfig, train_step_fn
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, vocab_size=VOCAB))
-    model.train()
+    model = GPT(GPTConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, vocab_size=VOCAB, act=act))
     cfg = TrainConfig(
         batch_size=B, block_size=T, lr=1e-3, weight_decay=0.1, beta1=0.9, beta2=0.99,
         grad_clip=1.0, warmup_iters=0, schedule="constant", device="cpu", progress=False,
+        compile=compile,
     )  # fmt: skip
-    opt = configure_optimizer(model, cfg, "cpu")
-    loss_sum = torch.zeros(())
-    step_no = [0]
+    train = train_step_fn(model, cfg, "cpu")
 
     def step(chunk: torch.Tensor) -> None:
-        lr = lr_at(step_no[0], cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        _, loss = model(chunk[:, :-1], chunk[:, 1:])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss_sum.add_(loss.detach())
-        step_no[0] += 1
+        train(chunk[:, :-1], chunk[:, 1:])
 
     return model, step
 
 
-def time_rounds(steps: dict, batches: list[torch.Tensor], warmup: int, rounds: int) -> dict:
-    """Median seconds per iteration of each step function, rounds alternating between them."""
+def time_rounds(
+    steps: dict, batches: list[torch.Tensor], warmup: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Each step function timed in ``rounds`` alternating rounds, with the matmul peak
+    measured at the start of every round. For each: ``seconds`` (median per iteration),
+    ``speed`` (median of 1 / (seconds x that round's peak in FLOP/s): FLOPs x speed = MFU)
+    and ``vs_first`` (median of the first function's time / its time, round by round).
+    Ratios and MFU are taken within a round, so that the machine's drift between rounds
+    (a third within minutes here) cancels."""
     for step in steps.values():
         for chunk in batches[:warmup]:
             step(chunk)
     timed = batches[warmup:]
     per_round: dict[str, list[float]] = {name: [] for name in steps}
+    peaks = []
     for _ in range(rounds):
+        peaks.append(matmul_peak(repeats=3) * 1e9)
         for name, step in steps.items():
             t0 = time.perf_counter()
             for chunk in timed:
                 step(chunk)
             per_round[name].append((time.perf_counter() - t0) / len(timed))
-    return {name: statistics.median(ts) for name, ts in per_round.items()}
+    first = per_round[next(iter(steps))]
+    return {
+        name: {
+            "seconds": statistics.median(ts),
+            "speed": statistics.median(1 / (t * p) for t, p in zip(ts, peaks)),
+            "vs_first": statistics.median(f / t for f, t in zip(first, ts)),
+        }
+        for name, ts in per_round.items()
+    }
 
 
-def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float, peak: float) -> None:
+def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float) -> None:
     """Profile a few of our iterations and print where the time goes, with the MFU the
     step could reach if the matmuls ran as they do now and everything else took no time
     (``matmul only``), or everything but attention did (``matmul + attention``)."""
@@ -158,6 +180,7 @@ def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float, peak: fl
 
     for chunk in batches[:2]:
         step(chunk)
+    peak = matmul_peak(repeats=3)  # the machine's speed now, beside the profiled steps
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for chunk in batches[2:]:
             step(chunk)
@@ -249,44 +272,64 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small config only")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
     parser.add_argument(
+        "--act", choices=sorted(HF_ACT), default="gelu",
+        help="the MLP activation of both models (default: gelu, exact; our GPT's default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hf-act", metavar="NAME", default=None,
+        help="HF's activation_function instead of --act's twin, e.g. gelu_new (GPT-2's)",
+    )  # fmt: skip
+    parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    parser.add_argument(
         "--breakdown", action="store_true", help="also profile our step: where the time goes"
     )
     parser.add_argument(
         "--levers", action="store_true", help="also time AdamW fused/foreach/loop and the clip"
     )
     args = parser.parse_args()
+    hf_act = args.hf_act or HF_ACT[args.act]
 
     peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"fp32 matmul peak (2048^2, best of 5): {peak:.1f} GFLOP/s\n")
+    print(f"fp32 matmul peak (2048^2, best of 5): {peak:.1f} GFLOP/s now; MFU uses each round's")
+    print(f"activation: ours {args.act}, HF {hf_act}\n")
     names = ["small"] if args.quick else ["small", "baby"]
     header = (
-        f"{'config':<6} {'impl':<10} {'params':>11} {'ms/iter':>9} {'tok/s':>8} "
+        f"{'config':<6} {'impl':<19} {'params':>11} {'ms/iter':>9} {'tok/s':>8} "
         f"{'MFU':>6} {'MFU+attn':>8} {'vs HF':>6}"
     )
     print(header)
     print("-" * len(header))
     for name in names:
         L, H, C, T, B, warmup, iters = CONFIGS[name]
-        hf, hf_step = hf_step_fn(L, H, C, T)
-        ours, our_step = ours_step_fn(L, H, C, T, B)
+        hf, hf_step = hf_step_fn(L, H, C, T, hf_act)
+        ours, our_step = ours_step_fn(L, H, C, T, B, args.act)
         n_hf, n_ours = unique_params(hf), unique_params(ours)
         assert n_hf == n_ours, f"parameter counts differ: HF {n_hf}, ours {n_ours}"
         batches = make_batches(T, B, warmup + iters)
-        secs = time_rounds({"HF": hf_step, "scratchllm": our_step}, batches, warmup, args.rounds)
-        tok = {k: B * T / s for k, s in secs.items()}
-        for impl in ("HF", "scratchllm"):
-            mfu = 6 * n_ours * tok[impl] / (peak * 1e9)
-            mfu_attn = (6 * n_ours + 12 * L * C * T) * tok[impl] / (peak * 1e9)
+        steps = {"HF": hf_step, "scratchllm": our_step}
+        if args.compile:
+            _, steps["scratchllm compiled"] = ours_step_fn(L, H, C, T, B, args.act, True)
+            t0 = time.perf_counter()
+            for chunk in batches[:2]:
+                steps["scratchllm compiled"](chunk)
             print(
-                f"{name:<6} {impl:<10} {n_ours:>11,} {secs[impl] * 1e3:>9.1f} "
-                f"{tok[impl]:>8,.0f} {mfu:>6.1%} {mfu_attn:>8.1%} {tok[impl] / tok['HF']:>5.2f}x"
+                f"({name}: torch.compile's first two steps took {time.perf_counter() - t0:.1f} s)"
+            )
+        timing = time_rounds(steps, batches, warmup, args.rounds)
+        for impl, t in timing.items():
+            mfu = 6 * n_ours * B * T * t["speed"]  # FLOPs per iteration / (s x peak)
+            mfu_attn = (6 * n_ours + 12 * L * C * T) * B * T * t["speed"]
+            print(
+                f"{name:<6} {impl:<19} {n_ours:>11,} {t['seconds'] * 1e3:>9.1f} "
+                f"{B * T / t['seconds']:>8,.0f} {mfu:>6.1%} {mfu_attn:>8.1%} "
+                f"{t['vs_first']:>5.2f}x"
             )
         if args.breakdown:
-            breakdown(our_step, batches[: min(len(batches), 8)], 6 * n_ours * B * T, peak)
+            breakdown(our_step, batches[: min(len(batches), 8)], 6 * n_ours * B * T)
         if args.levers:
-            levers(ours, secs["scratchllm"])
-        del hf, ours
+            levers(ours, timing["scratchllm"]["seconds"])
+        del hf, ours, steps
     print("\nGoals: small >= 1.25x HF and MFU >= 60%; baby MFU >= 80% (MFU = 6N only).")
 
 
