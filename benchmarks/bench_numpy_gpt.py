@@ -26,7 +26,7 @@ default (every core: what a user gets).
 On a machine others are using, wall time mostly measures waiting: ``--clock cpu`` times the
 CPU this process used instead (with ``--threads 1`` that is the work each engine did).
 
-``NumpyTrainer`` asks glibc to keep freed memory (``numpy_gpt.memory``), which spares the
+``NumpyTrainer`` asks glibc to keep freed memory (``scratchllm.memory``), which spares the
 NumPy engine's many large temporaries their page faults; ``--keep-freed-memory`` does the
 same here, for both engines (it is one process), so the default run compares each engine
 as it allocates out of the box and the flagged run as a NumPy training process allocates.
@@ -44,10 +44,10 @@ import torch
 
 from scratchllm.configs import GPTConfig, TrainConfig
 from scratchllm.generation import generate as torch_generate
+from scratchllm.memory import keep_freed_memory
 from scratchllm.models import GPT
 from scratchllm.numpy_gpt import NumpyGPT, parallel
 from scratchllm.numpy_gpt import generate as numpy_generate
-from scratchllm.numpy_gpt.memory import keep_freed_memory
 from scratchllm.numpy_gpt.optim import AdamW
 from scratchllm.training import lr_at, train_step_fn
 

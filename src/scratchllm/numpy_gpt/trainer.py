@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from scratchllm.configs import TrainConfig
+from scratchllm.memory import keep_freed_memory
 from scratchllm.numpy_gpt.checkpoint import (
     BEST,
     LAST,
@@ -52,7 +53,6 @@ from scratchllm.numpy_gpt.checkpoint import (
     save_checkpoint,
 )
 from scratchllm.numpy_gpt.data import get_batch
-from scratchllm.numpy_gpt.memory import keep_freed_memory
 from scratchllm.numpy_gpt.model import NumpyGPT
 from scratchllm.numpy_gpt.optim import AdamW
 from scratchllm.training.plot import plot_metrics, read_metrics

@@ -159,7 +159,8 @@ def train_step_fn(
     ``Trainer`` step does with one micro-batch on one process (``TrainStep.run``): the
     scheduled learning rate, forward (with autocast and label smoothing as configured),
     backward, clipping, the AdamW update of ``configure_optimizer``. The optimizer is
-    ``step.optimizer``.
+    ``step.optimizer``. Unlike ``Trainer`` on CPU, it leaves glibc's settings alone: call
+    ``scratchllm.memory.keep_freed_memory()`` for the Trainer's allocation behaviour.
     """
     dev = resolve_device(config.device) if device is None else torch.device(device)
     model.to(dev).train()

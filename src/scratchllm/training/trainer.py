@@ -78,6 +78,7 @@ from scratchllm.data.languages import Language
 from scratchllm.data.languages import get as get_language
 from scratchllm.evaluation.validity import ValidityEvaluator
 from scratchllm.files import finite, run_lock, write_text
+from scratchllm.memory import keep_freed_memory
 from scratchllm.metrics import perplexity
 from scratchllm.models.base import LanguageModel
 from scratchllm.tokenizers.base import Tokenizer
@@ -292,6 +293,8 @@ class Trainer:
     def _setup(self) -> None:
         cfg, rank = self.config, self.dist.rank
         self.model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the step's tensors reuse freed blocks, not fresh pages
         resuming = self._resume_from is not None
         if not resuming:
             seed_everything(cfg.seed, rank)
