@@ -6,7 +6,7 @@ the operating system (``munmap``, or trimming the heap top), so the next step's 
 are fresh pages that fault in one by one; on some machines (sandboxes, VMs) a page fault
 costs microseconds. The NumPy engine's exact GELU of one layer then spends more time
 faulting its four arrays in than computing, and a 6 x 384 PyTorch training step on CPU
-takes 13,000-58,000 page faults (300 with this setting). ``keep_freed_memory`` raises
+takes 13,000-58,000 page faults (200-320 with this setting). ``keep_freed_memory`` raises
 glibc's two thresholds so freed blocks stay in the heap and are reused. It changes how
 much memory the process keeps, never a result; the resident size stays near the peak of
 a step.

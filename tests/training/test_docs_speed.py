@@ -1,0 +1,53 @@
+"""The benchmark commands of docs/training.md's speed section run. As written they take
+minutes (both configurations, seven rounds), so each runs here on the small configuration
+with one round: the flags, the rows and sections each flag adds, and the check that both
+models have the same parameters, not the figures (the page quotes those from real runs)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "training.md"
+SCRIPT = "benchmarks/bench_train_throughput.py"
+
+
+def bench_commands() -> list[list[str]]:
+    text = PAGE.read_text(encoding="utf-8")
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            if line.startswith("python benchmarks/"):
+                out.append(shlex.split(line, comments=True))
+    return out
+
+
+def test_the_page_shows_each_flag_of_the_benchmark():
+    flags = {arg for command in bench_commands() for arg in command if arg.startswith("--")}
+    assert {command[1] for command in bench_commands()} == {SCRIPT}
+    assert {"--breakdown", "--compile", "--hf-act", "--levers"} <= flags
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", bench_commands(), ids=" ".join)
+def test_the_benchmark_command_runs_quick(command):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
+    argv = [sys.executable, *command[1:], "--quick", "--rounds", "1"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    rows = {line.split()[1] for line in out.splitlines() if line.startswith("small ")}
+    assert rows == {"HF", "scratchllm"}, out
+    assert not any(line.startswith("baby ") for line in out.splitlines())  # --quick
+    hf_act = command[command.index("--hf-act") + 1] if "--hf-act" in command else "gelu"
+    assert f"activation: ours gelu, HF {hf_act}\n" in out
+    assert ("scratchllm compiled" in out) == ("--compile" in command)
+    assert ("MFU bound, matmul only" in out) == ("--breakdown" in command)
+    assert ("AdamW fused" in out) == ("--levers" in command)
