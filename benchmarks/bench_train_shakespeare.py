@@ -5,11 +5,12 @@ Both train a 4-layer, 4-head, 128-wide char GPT (block 64, batch 12, 2000 steps,
 one process, on the same machine, one after the other:
 
 * **peer: nanoGPT's recipe**: Hugging Face ``GPT2LMHeadModel`` (the architecture nanoGPT's
-  model.py reproduces) trained exactly as nanoGPT's ``train.py`` with
-  ``config/train_shakespeare_char.py`` and the CPU overrides: AdamW lr 1e-3, betas (0.9,
-  0.99), weight decay 0.1 on matrices, warmup 100 steps, cosine to 1e-4 at step 2000,
-  gradient clip 1.0, batches drawn at random. nanoGPT itself measured here: validation
-  loss 1.8857 at 108 ms/iteration, 232 s (shared/BASELINES.md section 3).
+  model.py reproduces, with its exact GELU rather than GPT-2's ``gelu_new``) trained
+  exactly as nanoGPT's ``train.py`` with ``config/train_shakespeare_char.py`` and the CPU
+  overrides: AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices, warmup 100
+  steps, cosine to 1e-4 at step 2000, gradient clip 1.0, batches drawn at random. nanoGPT
+  itself measured here: validation loss 1.8857 at 108 ms/iteration, 232 s
+  (shared/BASELINES.md section 3).
 * **ours**: ``scratchllm train --preset shakespeare-char`` (the same code path as the CLI).
 
 Validation loss is reported two ways: nanoGPT's estimate (mean over ``eval_iters`` = 20
@@ -74,6 +75,8 @@ def run_peer(text: str, seed: int = 1337) -> dict:
     cfg = GPT2Config(
         vocab_size=len(chars), n_positions=T, n_layer=4, n_head=4, n_embd=128,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        activation_function="gelu",  # nanoGPT's nn.GELU(): exact, as ours
+        bos_token_id=0, eos_token_id=0,  # unused; GPT-2's 50256 is outside this vocabulary
     )  # fmt: skip
     model = GPT2LMHeadModel(cfg)
     decay = [p for p in model.parameters() if p.dim() >= 2]
