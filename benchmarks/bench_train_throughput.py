@@ -297,6 +297,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     hf_act = args.hf_act or HF_ACT[args.act]
+    from transformers.activations import ACT2CLS
+
+    if hf_act not in ACT2CLS:
+        parser.error(
+            f"--hf-act {hf_act!r} is not a transformers activation; one of {sorted(ACT2CLS)}"
+        )
     kept = False if args.malloc_default else keep_freed_memory()
 
     peak = matmul_peak()
