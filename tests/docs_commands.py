@@ -111,6 +111,20 @@ def bash_commands(block: str) -> list[Command]:
     return commands
 
 
+def benchmark_commands(page: str | Path) -> list[list[str]]:
+    """The ``python benchmarks/...`` lines of a page's bash blocks, split into words
+    (``python`` first). The docs tests of benchmark pages run them with quick settings;
+    ``run_page`` does not."""
+    out = []
+    for m in _BLOCK.finditer(Path(page).read_text(encoding="utf-8")):
+        if m.group(1) != "bash":
+            continue
+        for logical in re.sub(r"\\\n\s*", " ", m.group(2)).splitlines():
+            if logical.startswith("python benchmarks/"):
+                out.append(shlex.split(logical, comments=True))
+    return out
+
+
 def run_page(page: str | Path, capsys) -> PageRun:  # noqa: ANN001 (pytest's capsys)
     """Run every step of ``page`` (a path, or a name under docs/) in the current directory."""
     from scratchllm.cli import main

@@ -24,10 +24,10 @@ def test_it_takes_effect_once_and_changes_no_result():
     np.testing.assert_array_equal(np.exp(x) * x, before)
 
 
-# A fresh interpreter: runs ``SETUP``, then counts the page faults of a few training steps
+# A fresh interpreter: runs ``setup``, then counts the page faults of a few training steps
 # of a small GPT (its activations, gradients and temporaries freed and made again each step).
 FAULTS_PER_STEP = """
-import resource, sys, torch
+import resource, torch
 from scratchllm.models import GPT, GPTConfig
 from scratchllm.training import TrainConfig, train_step_fn
 {setup}

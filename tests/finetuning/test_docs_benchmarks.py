@@ -6,27 +6,19 @@ numbers (the pages quote those from real runs)."""
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from docs_commands import benchmark_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("finetuning.md", "tasks.md")
 
 
 def bench_commands() -> list[list[str]]:
-    out = []
-    for page in PAGES:
-        text = (ROOT / "docs" / page).read_text(encoding="utf-8")
-        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-            for line in re.sub(r"\\\n\s*", " ", block).splitlines():
-                if line.startswith("python benchmarks/"):
-                    out.append(shlex.split(line, comments=True))
-    return out
+    return [c for page in PAGES for c in benchmark_commands(ROOT / "docs" / page)]
 
 
 def test_the_pages_show_their_benchmark_commands():

@@ -6,13 +6,12 @@ models have the same parameters, not the figures (the page quotes those from rea
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from docs_commands import benchmark_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "training.md"
@@ -20,13 +19,7 @@ SCRIPT = "benchmarks/bench_train_throughput.py"
 
 
 def bench_commands() -> list[list[str]]:
-    text = PAGE.read_text(encoding="utf-8")
-    out = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.splitlines():
-            if line.startswith("python benchmarks/"):
-                out.append(shlex.split(line, comments=True))
-    return out
+    return benchmark_commands(PAGE)
 
 
 def test_the_page_shows_each_flag_of_the_benchmark():
