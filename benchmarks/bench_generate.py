@@ -204,7 +204,7 @@ def kernel_build_seconds() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), children_cpu()
         try:
-            decode_kernel.build(cxx, Path(tmp) / "k.so")
+            decode_kernel.library.build(cxx, Path(tmp) / "k.so")
         except OSError as e:
             return f"C++ step: the build failed ({e}); the PyTorch step runs"
         took, cpu = time.perf_counter() - t0, children_cpu() - c0

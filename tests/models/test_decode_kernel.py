@@ -259,8 +259,8 @@ def test_states_of_unchanged_weights_share_one_packed_copy():
 
 @pytest.mark.parametrize("missing", ["CXX names no file", "no compiler on PATH"])
 def test_a_failed_build_warns_once_and_decoding_falls_back(monkeypatch, tmp_path, missing):
-    monkeypatch.setattr(decode_kernel, "_lib", None)
-    monkeypatch.setattr(decode_kernel, "_failed", None)
+    monkeypatch.setattr(decode_kernel.library, "lib", None)
+    monkeypatch.setattr(decode_kernel.library, "failed", None)
     if missing == "CXX names no file":
         monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
         reason = "no-such-compiler"
@@ -286,20 +286,28 @@ def test_a_failed_build_warns_once_and_decoding_falls_back(monkeypatch, tmp_path
 def test_build_reports_the_compilers_error(monkeypatch, tmp_path):
     broken = tmp_path / "broken.cpp"
     broken.write_text("int f( { return 0; }\n")
-    monkeypatch.setattr(decode_kernel, "SOURCE", broken)
+    monkeypatch.setattr(decode_kernel.library, "source", broken)
     with pytest.raises(OSError, match="failed: .*error"):
-        decode_kernel.build(decode_kernel.compiler(), tmp_path / "out.so")
+        decode_kernel.library.build(decode_kernel.compiler(), tmp_path / "out.so")
     assert not any(p.name.endswith(".so") for p in tmp_path.iterdir())  # nothing half-written
 
 
-def test_built_library_is_cached_by_a_hash_of_source_compiler_and_cpu(tmp_path, monkeypatch):
+def test_built_library_is_cached_by_a_hash_of_sources_compiler_and_cpu(tmp_path, monkeypatch):
     cxx = decode_kernel.compiler()
-    path = decode_kernel.library_path(cxx)
+    path = decode_kernel.library.path(cxx)
     assert path.parent == decode_kernel.cache_dir() and path.name.startswith("decode_kernel-")
-    copy = tmp_path / "decode_kernel.cpp"
-    copy.write_text(decode_kernel.SOURCE.read_text() + "\n// changed\n")
-    monkeypatch.setattr(decode_kernel, "SOURCE", copy)
-    assert decode_kernel.library_path(cxx) != path
+    source = decode_kernel.library.source
+    copy = tmp_path / source.name
+    header = source.with_name("kernel_math.h")
+    copy.write_text(source.read_text())
+    (tmp_path / header.name).write_text(header.read_text())
+    monkeypatch.setattr(decode_kernel.library, "source", copy)
+    assert decode_kernel.library.path(cxx) == path  # the same texts
+    copy.write_text(source.read_text() + "\n// changed\n")
+    assert decode_kernel.library.path(cxx) != path
+    copy.write_text(source.read_text())
+    (tmp_path / header.name).write_text(header.read_text() + "\n// changed\n")
+    assert decode_kernel.library.path(cxx) != path  # the header it includes counts too
 
 
 @pytest.mark.parametrize("n_embd, ffn_hidden", [(64, 200), (48, 96), (128, 512)])

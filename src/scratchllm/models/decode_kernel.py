@@ -7,14 +7,12 @@ chunks of ``CHUNK_ROWS`` tokens, or one token per row): one loop over the layers
 matrix product streaming its weight rows once for all batch rows, attention and the cache
 write per head, and no allocation.
 
-It is optional. The first time a plan wants it, ``load()`` compiles the source with the
-system's C++ compiler (``$CXX``, else ``g++``, else ``c++``; about 5 s of CPU time with g++
-12, no PyTorch headers) into ``$XDG_CACHE_HOME/scratchllm/kernels/`` (default
-``~/.cache``), keyed by a hash of the source, flags, compiler and CPU, and later processes
-reuse it. If there is no compiler or
-the build fails, ``load()`` warns once and returns None, and decoding stays on the PyTorch
-path, which remains the reference: ``tests/models/test_decode_kernel.py`` holds the two
-equal. Set ``decode_kernel.enabled = False`` to use the PyTorch path anyway.
+It is optional. The first time a plan wants it, ``load()`` compiles the source
+(``cpp_library``: about 5 s of CPU time with g++ 12, cached per source, compiler and CPU).
+If there is no compiler or the build fails, ``load()`` warns once and returns None, and
+decoding stays on the PyTorch path, which remains the reference:
+``tests/models/test_decode_kernel.py`` holds the two equal. Set
+``decode_kernel.enabled = False`` to use the PyTorch path anyway.
 
 Threads: the step runs on ``threads_for(model)`` threads from the OpenMP pool PyTorch uses
 (the kernel links the same ``libgomp``).
@@ -23,28 +21,15 @@ Threads: the step runs on ``threads_for(model)`` threads from the OpenMP pool Py
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
 import weakref
 from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("decode_kernel.cpp")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
-BUILD_TIMEOUT_S = 300
+from scratchllm.models import cpp_library
+from scratchllm.models.cpp_library import Library
 
 enabled = True  # False: always use the PyTorch path (gpt_decode.decode_token)
-
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_failed: str | None = None  # why the kernel could not be built (warned once)
 
 _f32 = ctypes.POINTER(ctypes.c_float)
 
@@ -86,112 +71,37 @@ class Step(ctypes.Structure):
     ]
 
 
-def cache_dir() -> Path:
-    """Where built kernels are kept: the user's cache, or the temp dir when that is not
-    writable."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "scratchllm" / "kernels"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    user = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"scratchllm-kernels-{user}"
+def _declare(lib: ctypes.CDLL) -> None:
+    lib.decode_step.argtypes = [ctypes.POINTER(Model), ctypes.POINTER(Step)]
+    lib.decode_step.restype = ctypes.c_int32
+    lib.scratch_floats.argtypes = [
+        ctypes.POINTER(Model),
+        ctypes.c_int64,
+        ctypes.c_int32,
+        ctypes.c_int64,
+    ]
+    lib.scratch_floats.restype = ctypes.c_int64
 
 
-def compiler() -> str | None:
-    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-
-
-def _cpu_id() -> str:
-    """What ``-march=native`` depends on: the CPU's feature flags."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def build(cxx: str, out: Path) -> None:
-    """Compile ``SOURCE`` into the shared library ``out`` (atomically: a half-written file
-    never takes its place). Raises OSError with the compiler's message on failure."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
-    os.close(fd)
-    try:
-        proc = subprocess.run(
-            [cxx, *FLAGS, str(SOURCE), "-o", tmp],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-        )
-        if proc.returncode != 0:
-            lines = (proc.stderr or proc.stdout).strip().splitlines()
-            errors = [line.strip() for line in lines if "error" in line.lower()]
-            first = errors[0] if errors else (lines[-1] if lines else f"exit {proc.returncode}")
-            raise OSError(f"{cxx} failed: {first}")
-        os.replace(tmp, out)
-    except subprocess.TimeoutExpired:
-        raise OSError(f"{cxx} took over {BUILD_TIMEOUT_S} s") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def library_path(cxx: str) -> Path:
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
-    key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.stdout.encode()):
-        key.update(part)
-    key.update(_cpu_id().encode())
-    return cache_dir() / f"decode_kernel-{key.hexdigest()[:16]}.so"
+library = Library(
+    Path(__file__).with_name("decode_kernel.cpp"),
+    "C++ decode step",
+    "decoding uses the PyTorch path",
+    _declare,
+)
+compiler = cpp_library.compiler
+cache_dir = cpp_library.cache_dir
 
 
 def load() -> ctypes.CDLL | None:
     """The compiled kernel (built on the first call of the process if not cached), or None
     when it cannot be built here; the reason is warned once and kept in ``failure()``."""
-    global _lib, _failed
-    if _lib is not None or _failed is not None:
-        return _lib
-    with _lock:
-        if _lib is not None or _failed is not None:
-            return _lib
-        try:
-            cxx = compiler()
-            if cxx is None:
-                raise OSError("no C++ compiler found (install g++ or set CXX)")
-            path = library_path(cxx)
-            if not path.is_file():
-                build(cxx, path)
-            lib = ctypes.CDLL(str(path))
-            lib.decode_step.argtypes = [ctypes.POINTER(Model), ctypes.POINTER(Step)]
-            lib.decode_step.restype = ctypes.c_int32
-            lib.scratch_floats.argtypes = [
-                ctypes.POINTER(Model),
-                ctypes.c_int64,
-                ctypes.c_int32,
-                ctypes.c_int64,
-            ]
-            lib.scratch_floats.restype = ctypes.c_int64
-            _lib = lib
-        except (OSError, subprocess.SubprocessError, AttributeError) as e:
-            _failed = str(e)
-            warnings.warn(
-                f"scratchllm: the C++ decode step is unavailable ({_failed}); "
-                "decoding uses the PyTorch path",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return _lib
+    return library.load()
 
 
 def failure() -> str | None:
     """Why ``load()`` returned None, or None if it did not (or was not called yet)."""
-    return _failed
+    return library.failed
 
 
 # Below this many bytes of weights read per step (times the batch rows, a proxy for the
