@@ -9,6 +9,10 @@ CPU, dropout 0, AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1:
   update ``Trainer`` takes (``scratchllm train``): the schedule's lr, forward, backward,
   the global-norm clip at 1.0, fused AdamW with decay on matrices only
   (``configure_optimizer``), zero_grad. Ours does strictly more work (the clip).
+  Attention and the GELU's backward run the C++ training kernels
+  (``models/train_kernel.py``), as they do in ``scratchllm train`` on a CPU; the row
+  ``scratchllm torch ops`` is the same step with them off, on the same PyTorch kernels as
+  HF's (``--no-torch-ops`` skips it).
 * Both run with glibc keeping freed memory for reuse (``scratchllm.memory``), as
   ``scratchllm train`` does on CPU: it is process-wide, so HF's step gets it too. Without
   it (``--malloc-default``) a 6 x 384 step takes 13,000-58,000 page faults instead of 200-320.
@@ -144,6 +148,21 @@ def ours_step_fn(L: int, H: int, C: int, T: int, B: int, act: str, compile: bool
     return model, step
 
 
+def torch_ops(step):
+    """``step`` with the C++ training kernels off (``train_kernel.enabled = False``): our
+    model on the same PyTorch kernels as HF's."""
+    from scratchllm.models import train_kernel
+
+    def run(chunk: torch.Tensor) -> None:
+        train_kernel.enabled = False
+        try:
+            step(chunk)
+        finally:
+            train_kernel.enabled = True
+
+    return run
+
+
 def time_rounds(
     steps: dict, batches: list[torch.Tensor], warmup: int, rounds: int
 ) -> dict[str, dict[str, float]]:
@@ -197,9 +216,9 @@ def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float) -> None:
         name = event.key
         if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"):
             groups["matmul"] += us
-        elif "scaled_dot_product" in name:
+        elif "scaled_dot_product" in name or name.startswith("scratchllm::attention"):
             groups["attention"] += us
-        elif "gelu" in name:
+        elif "gelu" in name:  # aten::gelu, aten::gelu_backward, scratchllm::gelu_backward
             groups["activation"] += us
         else:
             groups["other"] += us
@@ -286,6 +305,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
     parser.add_argument(
+        "--no-torch-ops", action="store_true",
+        help="skip the row of ours without the C++ training kernels (PyTorch's ops only)",
+    )  # fmt: skip
+    parser.add_argument(
         "--malloc-default", action="store_true",
         help="leave glibc returning freed memory to the system (scratchllm train does not)",
     )  # fmt: skip
@@ -312,7 +335,7 @@ def main() -> None:
     print(f"glibc keeps freed memory for reuse (both): {'yes' if kept else 'no'}\n")
     names = ["small"] if args.quick else ["small", "baby"]
     header = (
-        f"{'config':<6} {'impl':<19} {'params':>11} {'ms/iter':>9} {'tok/s':>8} "
+        f"{'config':<6} {'impl':<20} {'params':>11} {'ms/iter':>9} {'tok/s':>8} "
         f"{'MFU':>6} {'MFU+attn':>8} {'vs HF':>6}"
     )
     print(header)
@@ -325,6 +348,8 @@ def main() -> None:
         assert n_hf == n_ours, f"parameter counts differ: HF {n_hf}, ours {n_ours}"
         batches = make_batches(T, B, warmup + iters)
         steps = {"HF": hf_step, "scratchllm": our_step}
+        if not args.no_torch_ops:
+            steps["scratchllm torch ops"] = torch_ops(our_step)
         if args.compile:
             _, steps["scratchllm compiled"] = ours_step_fn(L, H, C, T, B, args.act, True)
             t0 = time.perf_counter()
@@ -338,7 +363,7 @@ def main() -> None:
             mfu = 6 * n_ours * B * T * t["speed"]  # FLOPs per iteration / (s x peak)
             mfu_attn = (6 * n_ours + 12 * L * C * T) * B * T * t["speed"]
             print(
-                f"{name:<6} {impl:<19} {n_ours:>11,} {t['seconds'] * 1e3:>9.1f} "
+                f"{name:<6} {impl:<20} {n_ours:>11,} {t['seconds'] * 1e3:>9.1f} "
                 f"{B * T / t['seconds']:>8,.0f} {mfu:>6.1%} {mfu_attn:>8.1%} "
                 f"{t['vs_first']:>5.2f}x"
             )

@@ -18,6 +18,7 @@ from scratchllm.models.gpt_decode import (
     build_plan,
     why_not,
 )
+from scratchllm.models.layers.ffn import GELU
 from scratchllm.models.layers.norms import LayerNorm
 
 V = 31
@@ -178,9 +179,14 @@ def test_why_not_names_the_module_and_its_type():
     model.transformer.h[1].mlp.extra = nn.Linear(2, 2)  # a module the config never builds
     assert why_not(model) == "module transformer.h.1.mlp.extra is a Linear, not expected"
     model = model_of(act="gelu")
-    model.transformer.h[1].mlp.act = nn.GELU(approximate="tanh")
+    model.transformer.h[1].mlp.act = GELU(approximate="tanh")
     assert why_not(model) == (
         "module transformer.h.1.mlp.act is GELU(approximate='tanh'), not gelu"
+    )
+    model.transformer.h[1].mlp.act = nn.GELU()  # the same maths, but not the class built
+    assert why_not(model) == (
+        "module transformer.h.1.mlp.act is a torch.nn.modules.activation.GELU, "
+        "not scratchllm.models.layers.ffn.GELU"
     )
 
 

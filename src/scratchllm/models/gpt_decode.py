@@ -54,7 +54,7 @@ from torch.nn.modules import module as _module  # where torch keeps the global m
 from scratchllm.configs.models import ACTIVATIONS, NORMS, POSITIONS
 from scratchllm.models.layers.attention import CausalSelfAttention
 from scratchllm.models.layers.block import Block
-from scratchllm.models.layers.ffn import MLP
+from scratchllm.models.layers.ffn import GELU, MLP
 from scratchllm.models.layers.norms import LayerNorm, RMSNorm
 from scratchllm.models.layers.positions import apply_rope, rope_at
 
@@ -81,7 +81,7 @@ ANY_VALUE: frozenset[str] = frozenset(
 )  # fmt: skip
 
 _NORM_TYPES = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
-_ACT_TYPES = {"gelu": (nn.GELU, "none"), "gelu_tanh": (nn.GELU, "tanh"), "relu": (nn.ReLU, None)}
+_ACT_TYPES = {"gelu": (GELU, "none"), "gelu_tanh": (GELU, "tanh"), "relu": (nn.ReLU, None)}
 
 
 def _expected_type(name: str, config) -> type | None:
@@ -149,8 +149,10 @@ def why_not(model) -> str | None:
             continue
         want = _expected_type(name, c)
         if type(module) is not want:
-            got = type(module).__name__
-            return f"module {name} is a {got}, not {want.__name__ if want else 'expected'}"
+            got, wanted = type(module).__name__, want.__name__ if want else "expected"
+            if got == wanted:  # torch.nn.GELU where the config builds ffn.GELU
+                got, wanted = (f"{t.__module__}.{t.__qualname__}" for t in (type(module), want))
+            return f"module {name} is a {got}, not {wanted}"
         if isinstance(module, nn.GELU) and module.approximate != _ACT_TYPES[c.act][1]:
             return f"module {name} is GELU(approximate={module.approximate!r}), not {c.act}"
     return _why_not_now(model, model.modules())

@@ -10,8 +10,10 @@ where the mask hides future tokens (causal) and padding. The heads are concatena
 projected back (``c_proj``).
 
 ``impl = "sdpa"`` (the default) calls ``F.scaled_dot_product_attention``, which picks a
-fused kernel. ``impl = "reference"`` writes the formula out with an explicit softmax and
-keeps the attention weights in ``last_weights`` (``[B, n_head, T_q, T_k]``) for plots;
+fused kernel; when training on a CPU, plain causal attention runs the C++ kernel of
+``models/train_kernel.py`` instead (the same values, to float32 rounding).
+``impl = "reference"`` writes the formula out with an explicit softmax and keeps the
+attention weights in ``last_weights`` (``[B, n_head, T_q, T_k]``) for plots;
 ``tests/models/test_attention.py`` holds the two equal in values and gradients.
 
 Masks are boolean, True where a query may look at a key (SDPA's convention), shaped
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchllm.models import train_kernel
 from scratchllm.models.layers.positions import apply_rope
 
 ATTENTION_IMPLS = ("sdpa", "reference")
@@ -96,6 +99,18 @@ class CausalSelfAttention(nn.Module):
         """
         B, T, C = x.shape
         qkv = self.c_attn(x)  # (B, T, 3C)
+        dropout_p = self.dropout if self.training else 0.0
+        if (
+            rope is None
+            and cache is None
+            and mask is None
+            and is_causal
+            and dropout_p == 0.0
+            and self.impl == "sdpa"
+            and train_kernel.attention_fits(B, T, self.n_head, self.head_dim)
+            and train_kernel.wants(qkv)
+        ):  # training on a CPU: the C++ kernel reads qkv as it is and writes y side by side
+            return self.c_proj(train_kernel.causal_attention(qkv, self.n_head))
         if rope is None:
             # split, not view + permute + unbind: the backward of split concatenates the
             # three gradients straight into qkv's layout (one copy; unbind's stack and the
@@ -113,7 +128,6 @@ class CausalSelfAttention(nn.Module):
             v_buf.narrow(2, start, T).copy_(v)
             k, v = k_buf.narrow(2, 0, start + T), v_buf.narrow(2, 0, start + T)  # (B, H, L, D)
 
-        dropout_p = self.dropout if self.training else 0.0
         if self.impl == "sdpa":
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal

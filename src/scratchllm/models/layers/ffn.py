@@ -25,15 +25,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchllm.configs.models import ACTIVATIONS
+from scratchllm.models import train_kernel
+
+
+class GELU(nn.GELU):
+    """``nn.GELU`` that trains the exact form with the C++ kernel of
+    ``models/train_kernel.py`` on a CPU (the same values, to float32 rounding); the tanh
+    form and everything else run PyTorch's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.approximate == "none" and train_kernel.wants(x):
+            return train_kernel.gelu(x)
+        return super().forward(x)
 
 
 def make_activation(name: str) -> nn.Module:
     """``gelu`` is the exact erf form; ``gelu_tanh`` is GPT-2's tanh approximation
     (transformers' ``gelu_new``); ``relu`` is the original transformer's."""
     if name == "gelu":
-        return nn.GELU()
+        return GELU()
     if name == "gelu_tanh":
-        return nn.GELU(approximate="tanh")
+        return GELU(approximate="tanh")
     if name == "relu":
         return nn.ReLU()
     raise ValueError(f"unknown activation {name!r}; choose one of {list(ACTIVATIONS)}")

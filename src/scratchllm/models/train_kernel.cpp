@@ -1,0 +1,226 @@
+// Two pieces of a CPU training step, forward and backward, called from train_kernel.py:
+//
+// * causal self-attention from c_attn's output: qkv (B, T, 3C) in, y (B, T, C) out, heads
+//   side by side, ready for c_proj; the backward writes dqkv in qkv's layout. PyTorch's path
+//   copies q, k, v into heads, runs the flash kernel (which recomputes the scores in its
+//   backward) and copies y and the three gradients back. At the short sequences of a small
+//   model the flash kernel's blocking costs more than the arithmetic; here each (batch, head)
+//   is one task that keeps the softmax weights P (B, H, T, Tp) from the forward, and every
+//   product is a register-tiled loop over one head's rows.
+// * the exact GELU's backward, which evaluates one exponential where PyTorch's evaluates erf
+//   and exp (the forward stays PyTorch's, which is as fast as this could be).
+//
+// Formulas are the modules' (attention.py, ffn.py); only the order of additions differs, so
+// results agree with PyTorch's to float32 rounding (tests/models/test_train_kernel.py), and
+// that order depends on neither the batch nor the threads. Layouts: row-major float32;
+// Tp = T rounded up to 16, P's row stride, whose columns past a row's query are zeros.
+//
+// Built by cpp_library.py with: g++ -O3 -march=native -fopenmp -shared -fPIC -std=c++17.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernel_math.h"
+
+namespace {
+
+inline int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+inline int up16(int n) { return (n + 15) & ~15; }
+
+// C[r, 0:16 NV] = sum_k A[r * ars + k * acs] * B[k * ldb + 0:16 NV] for r < MR: MR x NV
+// accumulators live in registers (6 x 4 of the 32 AVX-512 ones at most) while k runs.
+// A's strides let the same tile read A or A transposed.
+template <int MR, int NV>
+inline void tile(int K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb,
+                 float* C, int64_t ldc) {
+    v16 c[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) c[r][v] = v16{};
+    for (int k = 0; k < K; k++) {
+        v16 b[NV];
+        for (int v = 0; v < NV; v++) b[v] = load16(B + k * ldb + 16 * v);
+        for (int r = 0; r < MR; r++) {
+            const float a = A[r * ars + k * acs];
+            for (int v = 0; v < NV; v++) c[r][v] += a * b[v];
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) store16(C + r * ldc + 16 * v, c[r][v]);
+}
+
+template <int MR>
+inline void tile_row(int N, int K, const float* A, int64_t ars, int64_t acs, const float* B,
+                     int64_t ldb, float* C, int64_t ldc) {
+    int n = 0;
+    for (; n + 64 <= N; n += 64) tile<MR, 4>(K, A, ars, acs, B + n, ldb, C + n, ldc);
+    for (; n + 32 <= N; n += 32) tile<MR, 2>(K, A, ars, acs, B + n, ldb, C + n, ldc);
+    for (; n < N; n += 16) tile<MR, 1>(K, A, ars, acs, B + n, ldb, C + n, ldc);
+}
+
+constexpr int MR = 6;  // rows per tile
+
+// C[0:rows, 0:N] = A[0:rows, 0:K] B[0:K, 0:N] for rows <= MR; N a multiple of 16.
+void matmul_rows(int rows, int N, int K, const float* A, int64_t ars, int64_t acs,
+                 const float* B, int64_t ldb, float* C, int64_t ldc) {
+    switch (rows) {
+        case 1: tile_row<1>(N, K, A, ars, acs, B, ldb, C, ldc); break;
+        case 2: tile_row<2>(N, K, A, ars, acs, B, ldb, C, ldc); break;
+        case 3: tile_row<3>(N, K, A, ars, acs, B, ldb, C, ldc); break;
+        case 4: tile_row<4>(N, K, A, ars, acs, B, ldb, C, ldc); break;
+        case 5: tile_row<5>(N, K, A, ars, acs, B, ldb, C, ldc); break;
+        default: tile_row<MR>(N, K, A, ars, acs, B, ldb, C, ldc); break;
+    }
+}
+
+// dst (D, Tp) = src (T, D; row stride ld) transposed, zero past T.
+void transpose(const float* src, int64_t ld, int T, int D, int Tp, float* dst) {
+    for (int d = 0; d < D; d++) {
+        float* row = dst + (int64_t)d * Tp;
+        for (int j = 0; j < T; j++) row[j] = src[j * ld + d];
+        for (int j = T; j < Tp; j++) row[j] = 0.0f;
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Scratch floats per thread for attention_forward / attention_backward.
+int64_t attention_work_floats(int T, int D) {
+    const int64_t Tp = up16(T);
+    return (int64_t)D * Tp + (int64_t)T * Tp;
+}
+
+// qkv (B, T, 3C) -> y (B, T, C), P (B, H, T, Tp); C = H * D, D a multiple of 16.
+void attention_forward(const float* qkv, float* y, float* P, float* work, int B, int T, int H,
+                       int D, int n_threads) {
+    const int C = H * D, Tp = up16(T);
+    const int64_t ld = 3 * C;
+    const float scale = 1.0f / std::sqrt((float)D);
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float* q = qkv + (int64_t)b * T * ld + h * D;
+        const float *k = q + C, *v = q + 2 * C;
+        float* Ph = P + (int64_t)bh * T * Tp;
+        float* kt = work + thread_id() * attention_work_floats(T, D);  // (D, Tp)
+        transpose(k, ld, T, D, Tp, kt);
+        // scores Q K^T, only the tiles that reach the diagonal or below
+        for (int i0 = 0; i0 < T; i0 += MR) {
+            const int rows = std::min(MR, T - i0);
+            matmul_rows(rows, up16(i0 + rows), D, q + i0 * ld, ld, 1, kt, Tp, Ph + (int64_t)i0 * Tp, Tp);
+        }
+        for (int i = 0; i < T; i++) {  // softmax of row i over keys 0..i, zeros after
+            float* p = Ph + (int64_t)i * Tp;
+            const int n = i + 1;
+            float top = -INFINITY;
+#pragma omp simd reduction(max : top)
+            for (int j = 0; j < n; j++) top = p[j] > top ? p[j] : top;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < n; j++) {
+                const float e = exp_approx((p[j] - top) * scale);
+                p[j] = e;
+                sum += e;
+            }
+            const float inv = 1.0f / sum;
+#pragma omp simd
+            for (int j = 0; j < n; j++) p[j] *= inv;
+            for (int j = n; j < Tp; j++) p[j] = 0.0f;
+        }
+        // y = P V: row i needs keys 0..i, and P is zero past them within a tile
+        float* yh = y + (int64_t)b * T * C + h * D;
+        for (int i0 = 0; i0 < T; i0 += MR) {
+            const int rows = std::min(MR, T - i0);
+            matmul_rows(rows, D, i0 + rows, Ph + (int64_t)i0 * Tp, Tp, 1, v, ld, yh + (int64_t)i0 * C, C);
+        }
+    }
+}
+
+// The gradient of attention_forward: dy (B, T, C) -> dqkv (B, T, 3C), every element written.
+//   dS = P * (dy V^T - rowsum(dy * y)) * scale;  dq = dS K;  dk = dS^T q;  dv = P^T dy.
+void attention_backward(const float* qkv, const float* y, const float* P, const float* dy,
+                        float* dqkv, float* work, int B, int T, int H, int D, int n_threads) {
+    const int C = H * D, Tp = up16(T);
+    const int64_t ld = 3 * C;
+    const float scale = 1.0f / std::sqrt((float)D);
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float* q = qkv + (int64_t)b * T * ld + h * D;
+        const float *k = q + C, *v = q + 2 * C;
+        float* dq = dqkv + (int64_t)b * T * ld + h * D;
+        float *dk = dq + C, *dv = dq + 2 * C;
+        const float* Ph = P + (int64_t)bh * T * Tp;
+        const float* dyh = dy + (int64_t)b * T * C + h * D;
+        const float* yh = y + (int64_t)b * T * C + h * D;
+        float* vt = work + thread_id() * attention_work_floats(T, D);  // (D, Tp)
+        float* dS = vt + (int64_t)D * Tp;                               // (T, Tp)
+        transpose(v, ld, T, D, Tp, vt);
+        for (int i0 = 0; i0 < T; i0 += MR) {  // dP = dy V^T, on and below the diagonal
+            const int rows = std::min(MR, T - i0);
+            matmul_rows(rows, up16(i0 + rows), D, dyh + (int64_t)i0 * C, C, 1, vt, Tp, dS + (int64_t)i0 * Tp, Tp);
+        }
+        for (int i = 0; i < T; i++) {
+            float* ds = dS + (int64_t)i * Tp;
+            const float* p = Ph + (int64_t)i * Tp;
+            const float *dyi = dyh + (int64_t)i * C, *yi = yh + (int64_t)i * C;
+            float dot = 0.0f;  // rowsum(dy * y) = rowsum(P * dP)
+#pragma omp simd reduction(+ : dot)
+            for (int d = 0; d < D; d++) dot += dyi[d] * yi[d];
+            const int n = i + 1;
+#pragma omp simd
+            for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - dot) * scale;
+            for (int j = n; j < Tp; j++) ds[j] = 0.0f;
+        }
+        for (int i0 = 0; i0 < T; i0 += MR) {  // dq = dS K over keys 0..i
+            const int rows = std::min(MR, T - i0);
+            matmul_rows(rows, D, i0 + rows, dS + (int64_t)i0 * Tp, Tp, 1, k, ld, dq + i0 * ld, ld);
+        }
+        for (int j0 = 0; j0 < T; j0 += MR) {  // dk = dS^T q, dv = P^T dy over queries >= j0
+            const int rows = std::min(MR, T - j0);
+            const int64_t at = (int64_t)j0 * Tp + j0;
+            matmul_rows(rows, D, T - j0, dS + at, 1, Tp, q + j0 * ld, ld, dk + j0 * ld, ld);
+            matmul_rows(rows, D, T - j0, Ph + at, 1, Tp, dyh + (int64_t)j0 * C, C, dv + j0 * ld, ld);
+        }
+    }
+}
+
+// The exact GELU's gradient, dx = dy (Phi(x) + x phi(x)) for y = x Phi(x): erf as in
+// PyTorch's vectorised kernel, whose exp(-x^2 / 2) is also phi's (times 1 / sqrt(2 pi)), so
+// it evaluates one exponential where PyTorch's gelu_backward evaluates erf and exp.
+static inline void gelu_parts(float x, float* cdf, float* pdf) {
+    const float z = x * 0.70710678118654752f;
+    const float a = z < 0.0f ? -z : z;
+    const float t = 1.0f / (1.0f + 0.3275911f * a);
+    const float r =
+        ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+         0.254829592f) * t;
+    const float e = exp_approx(-a * a);
+    *cdf = 0.5f * (1.0f + (z < 0.0f ? r * e - 1.0f : 1.0f - r * e));
+    *pdf = e * 0.39894228040143268f;
+}
+
+void gelu_backward(const float* x, const float* dy, float* dx, int64_t n, int n_threads) {
+#pragma omp parallel for simd schedule(static) num_threads(n_threads)
+    for (int64_t i = 0; i < n; i++) {
+        float cdf, pdf;
+        gelu_parts(x[i], &cdf, &pdf);
+        dx[i] = dy[i] * (cdf + x[i] * pdf);
+    }
+}
+
+}  // extern "C"
