@@ -1,5 +1,5 @@
-"""The optional C++ training kernels (``train_kernel.cpp``): causal attention and the exact
-GELU, forward and backward, as ``torch.autograd.Function``s.
+"""The optional C++ training kernels (``train_kernel.cpp``): causal attention, forward and
+backward, and the exact GELU's backward, as ``torch.autograd.Function``s.
 
 A small model's training step on a CPU spends a third of its time outside the matrix
 products (``benchmarks/bench_train_throughput.py --breakdown``). Two pieces of that are
@@ -10,8 +10,8 @@ worth a kernel of their own:
   the backward recomputes the scores and concatenates three gradients. Here the forward
   reads ``qkv [B, T, 3C]`` in place, keeps the softmax weights ``[B, H, T, T]`` for the
   backward and writes ``y [B, T, C]``; the backward writes the gradient of ``qkv`` in its
-  own layout. At the short sequences this is for (``MAX_T``), keeping the weights costs
-  less memory than one layer's MLP activations and saves the recomputation.
+  own layout. At the short sequences this is for (``MAX_T``), the weights take no more
+  memory than one layer's MLP activations, and keeping them saves the recomputation.
 * **The exact GELU's backward**, which evaluates one exponential where PyTorch's
   ``gelu_backward`` evaluates erf and exp (the forward is PyTorch's ``F.gelu``).
 
@@ -20,7 +20,8 @@ needs a gradient, outside ``torch.compile``, with the library built; everything 
 (inference, other devices and dtypes, masks, caches, RoPE, dropout on the weights) stays
 on PyTorch's path, which remains the reference: ``tests/models/test_train_kernel.py``
 holds the two equal in values and gradients. Set ``train_kernel.enabled = False`` to train
-on PyTorch's path anyway (``bench_train_throughput.py --no-kernels``).
+on PyTorch's path anyway (the ``scratchllm torch ops`` row of
+``bench_train_throughput.py``).
 
 The library is built on first use like the decode step (``cpp_library``); where it cannot
 be, a warning says so once and training runs PyTorch's path. The kernels use PyTorch's
@@ -140,7 +141,7 @@ class _CausalAttention(torch.autograd.Function):
 def causal_attention(qkv: torch.Tensor, n_head: int) -> torch.Tensor:
     """``softmax(q k^T / sqrt(D), causal) v`` with the heads side by side: ``qkv [B, T, 3C]``
     (``c_attn``'s output: q, k, v each ``C = n_head * D`` wide) -> ``[B, T, C]``.
-    The caller checks ``wants(qkv)`` and ``attention_fits(T, D)``."""
+    The caller checks ``wants(qkv)`` and ``attention_fits(B, T, n_head, D)``."""
     if qkv.dim() != 3 or qkv.shape[2] % (3 * n_head):
         raise ValueError(f"qkv must be [B, T, 3 * n_head * D], got {tuple(qkv.shape)}")
     B, T, C3 = qkv.shape
