@@ -66,3 +66,41 @@ static inline float tanh_approx(float x) {
     float y = (1.0f - e) / (1.0f + e);
     return x < 0.0f ? -y : y;
 }
+
+// -- the same on whole vectors (GCC's vector extensions), for loops the compiler would not
+// vectorise as well ------------------------------------------------------------------------
+
+static inline v16 splat16(float x) { return v16{} + x; }
+
+static inline float hmax(v16 v) {
+    v16 w = __builtin_shuffle(v, v16i{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    v = v > w ? v : w;
+    w = __builtin_shuffle(v, v16i{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    v = v > w ? v : w;
+    w = __builtin_shuffle(v, v16i{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    v = v > w ? v : w;
+    w = __builtin_shuffle(v, v16i{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    v = v > w ? v : w;
+    return v[0];
+}
+
+// exp_approx on 16 lanes: the same polynomial; n rounded by adding and subtracting
+// 1.5 * 2^23 (exact for |x| < 2^22, which the clamp ensures).
+static inline v16 exp16(v16 x) {
+    x = x < -87.0f ? splat16(-87.0f) : x;
+    const v16 big = splat16(12582912.0f);
+    const v16 n = (x * 1.44269504088896341f + big) - big;
+    const v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    v16 p = splat16(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16 scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+

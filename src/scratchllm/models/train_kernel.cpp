@@ -13,7 +13,8 @@
 // Formulas are the modules' (attention.py, ffn.py); only the order of additions differs, so
 // results agree with PyTorch's to float32 rounding (tests/models/test_train_kernel.py), and
 // that order depends on neither the batch nor the threads. Layouts: row-major float32;
-// Tp = T rounded up to 16, P's row stride, whose columns past a row's query are zeros.
+// Tp = T rounded up to 16 is P's row stride; a row's columns past its query are zeros for
+// at least 16 columns (zero_after), and nothing reads further.
 //
 // Built by cpp_library.py with: g++ -O3 -march=native -fopenmp -shared -fPIC -std=c++17.
 
@@ -94,6 +95,41 @@ void transpose(const float* src, int64_t ld, int T, int D, int Tp, float* dst) {
     }
 }
 
+// Zeros in row[m16 : m16 + 16] (within Tp). A row i of weights or of dS is read up to
+// column i + MR - 1 (a tile of MR rows reads as far as its last row does, and the
+// transposed products read MR columns from the diagonal down), and m16 > i: so every
+// product reads zeros, never what lies further right (left uninitialised).
+inline void zero_after(float* row, int m16, int Tp) {
+    static_assert(MR <= 16, "zero_after covers MR - 1 columns past a row's last key");
+    std::memset(row + m16, 0, sizeof(float) * (std::min(Tp, m16 + 16) - m16));
+}
+
+// p[0:n] = softmax(scale * p[0:n]), zeros after it (zero_after): on whole vectors, the keys past n
+// masked, one horizontal max and one sum per row. (At T 64 a row is 32 keys on average,
+// and loops the compiler vectorised spent half the softmax's time in scalar remainders.)
+void softmax_row(float* p, int n, int Tp, float scale) {
+    const int m16 = up16(n);
+    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const v16 none = splat16(-INFINITY);
+    v16 top = none;
+    for (int c = 0; c < m16; c += 16) {
+        v16 v = load16(p + c);
+        v = lane + c < n ? v : none;
+        top = v > top ? v : top;
+    }
+    const float m = hmax(top);
+    v16 sum{};
+    for (int c = 0; c < m16; c += 16) {
+        v16 e = exp16((load16(p + c) - m) * scale);
+        e = lane + c < n ? e : v16{};
+        store16(p + c, e);
+        sum += e;
+    }
+    const float inv = 1.0f / hsum(sum);
+    for (int c = 0; c < m16; c += 16) store16(p + c, load16(p + c) * inv);
+    zero_after(p, m16, Tp);
+}
+
 }  // namespace
 
 extern "C" {
@@ -123,24 +159,7 @@ void attention_forward(const float* qkv, float* y, float* P, float* work, int B,
             const int rows = std::min(MR, T - i0);
             matmul_rows(rows, up16(i0 + rows), D, q + i0 * ld, ld, 1, kt, Tp, Ph + (int64_t)i0 * Tp, Tp);
         }
-        for (int i = 0; i < T; i++) {  // softmax of row i over keys 0..i, zeros after
-            float* p = Ph + (int64_t)i * Tp;
-            const int n = i + 1;
-            float top = -INFINITY;
-#pragma omp simd reduction(max : top)
-            for (int j = 0; j < n; j++) top = p[j] > top ? p[j] : top;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < n; j++) {
-                const float e = exp_approx((p[j] - top) * scale);
-                p[j] = e;
-                sum += e;
-            }
-            const float inv = 1.0f / sum;
-#pragma omp simd
-            for (int j = 0; j < n; j++) p[j] *= inv;
-            for (int j = n; j < Tp; j++) p[j] = 0.0f;
-        }
+        for (int i = 0; i < T; i++) softmax_row(Ph + (int64_t)i * Tp, i + 1, Tp, scale);
         // y = P V: row i needs keys 0..i, and P is zero past them within a tile
         float* yh = y + (int64_t)b * T * C + h * D;
         for (int i0 = 0; i0 < T; i0 += MR) {
@@ -181,10 +200,11 @@ void attention_backward(const float* qkv, const float* y, const float* P, const 
             float dot = 0.0f;  // rowsum(dy * y) = rowsum(P * dP)
 #pragma omp simd reduction(+ : dot)
             for (int d = 0; d < D; d++) dot += dyi[d] * yi[d];
-            const int n = i + 1;
-#pragma omp simd
-            for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - dot) * scale;
-            for (int j = n; j < Tp; j++) ds[j] = 0.0f;
+            const int m16 = up16(i + 1);  // whole vectors: p is 0 past key i, so is ds
+            const v16 dots = splat16(dot);
+            for (int c = 0; c < m16; c += 16)
+                store16(ds + c, load16(p + c) * (load16(ds + c) - dots) * scale);
+            zero_after(ds, m16, Tp);
         }
         for (int i0 = 0; i0 < T; i0 += MR) {  // dq = dS K over keys 0..i
             const int rows = std::min(MR, T - i0);
