@@ -48,11 +48,14 @@ no causal discount), which 6N leaves out and which cost a seventh of the step at
 ``--levers`` times the pieces of the update around forward/backward side by side on
 the small model's own parameters and gradients: AdamW fused (what ``configure_optimizer``
 picks) vs foreach vs the per-parameter for-loop, and the gradient clip foreach vs loop.
+``--kernels`` times each C++ training kernel against the PyTorch ops it replaces, on the
+config's shapes (attention forward + backward, the GELU's backward).
 
     python benchmarks/bench_train_throughput.py            # small and baby
     python benchmarks/bench_train_throughput.py --quick    # small only
     python benchmarks/bench_train_throughput.py --breakdown  # + where our step's time goes
     python benchmarks/bench_train_throughput.py --quick --levers  # + optimizer / clip variants
+    python benchmarks/bench_train_throughput.py --kernels  # + the C++ kernels vs PyTorch's ops
     python benchmarks/bench_train_throughput.py --quick --compile  # + ours under torch.compile
 """
 
@@ -291,6 +294,60 @@ def levers(model: torch.nn.Module, step_seconds: float) -> None:
     print(f"    fused vs foreach / for-loop parameters after the same steps: max |diff| {gap:.1e}")
 
 
+def kernel_pieces(H: int, C: int, T: int, B: int, rounds: int = 7) -> None:
+    """The C++ training kernels against the PyTorch ops they replace, on this config's
+    shapes, forward + backward, rounds alternating: attention from ``c_attn``'s output to
+    the heads side by side (PyTorch: split, SDPA's flash kernel, the copy back), and the
+    exact GELU's backward (``aten::gelu_backward``). The outputs are checked equal first."""
+    import torch.nn.functional as F
+
+    from scratchllm.models import train_kernel
+
+    def sdpa(qkv: torch.Tensor) -> torch.Tensor:
+        heads = (B, T, H, C // H)
+        q, k, v = (t.view(heads).transpose(1, 2) for t in qkv.split(C, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return y.transpose(1, 2).reshape(B, T, C)
+
+    torch.manual_seed(0)
+    qkv = torch.randn(B, T, 3 * C, requires_grad=True)
+    dy = torch.randn(B, T, C)
+    x, dx = 3 * torch.randn(B, T, 4 * C), torch.randn(B, T, 4 * C)
+    attention = {
+        "C++": lambda: torch.autograd.grad(train_kernel.causal_attention(qkv, H), qkv, dy),
+        "PyTorch": lambda: torch.autograd.grad(sdpa(qkv), qkv, dy),
+    }
+    lib = train_kernel.library.load()
+    out = torch.empty_like(x)
+    gelu_back = {
+        "C++": lambda: lib.gelu_backward(
+            x.data_ptr(), dx.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads()
+        ),
+        "PyTorch": lambda: torch.ops.aten.gelu_backward(dx, x),
+    }
+    gap = (attention["C++"]()[0] - attention["PyTorch"]()[0]).abs().max().item()
+    gelu_back["C++"]()
+    gap_gelu = (out - gelu_back["PyTorch"]()).abs().max().item()
+    print(f"  C++ training kernels vs PyTorch's ops (median of {rounds} alternating rounds):")
+    for what, fns, diff in (
+        (f"attention fwd+bwd [{B}, {T}, 3 x {C}], {H} heads", attention, gap),  # c_attn out
+        (f"GELU backward [{B}, {T}, {4 * C}]", gelu_back, gap_gelu),
+    ):
+        per: dict[str, list[float]] = {name: [] for name in fns}
+        for fn in fns.values():
+            fn()
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    fn()
+                per[name].append((time.perf_counter() - t0) / 10)
+        ratio = statistics.median(c / t for c, t in zip(per["C++"], per["PyTorch"]))
+        ms = {name: statistics.median(ts) * 1e3 for name, ts in per.items()}
+        print(f"    {what:<46} C++ {ms['C++']:7.3f} ms  PyTorch {ms['PyTorch']:7.3f} ms  "
+              f"{ratio:5.2f}x the time  max |diff| {diff:.1e}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small config only")
@@ -318,6 +375,10 @@ def main() -> None:
     parser.add_argument(
         "--levers", action="store_true", help="also time AdamW fused/foreach/loop and the clip"
     )
+    parser.add_argument(
+        "--kernels", action="store_true",
+        help="also time the C++ training kernels against the PyTorch ops they replace",
+    )  # fmt: skip
     args = parser.parse_args()
     hf_act = args.hf_act or HF_ACT[args.act]
     from transformers.activations import ACT2CLS
@@ -371,6 +432,8 @@ def main() -> None:
             breakdown(our_step, batches[: min(len(batches), 8)], 6 * n_ours * B * T)
         if args.levers:
             levers(ours, timing["scratchllm"]["seconds"])
+        if args.kernels:
+            kernel_pieces(H, C, T, B, rounds=args.rounds)
         del hf, ours, steps
     print("\nGoals: small >= 1.25x HF and MFU >= 60%; baby MFU >= 80% (MFU = 6N only).")
 
