@@ -29,19 +29,24 @@ static inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
 
 // -- elementwise maths, written to vectorise (no branches, no calls) ----------------------
 
-// exp(x) for x <= 88: 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2] (Cephes' polynomial,
-// about 1 ulp); very negative x flushes to 0, as softmax wants.
-static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = __builtin_rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
+// exp(r) for r = x - n ln2 in [-ln2/2, ln2/2] (Cephes' polynomial, about 1 ulp), for a
+// float or a v16.
+template <class V>
+static inline V exp_poly(V r) {
+    V p = V{} + 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    return p * r * r + r + 1.0f;
+}
+
+// exp(x) for x <= 88: 2^n * exp_poly(r); very negative x flushes to 0, as softmax wants.
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = __builtin_rintf(x * 1.44269504088896341f);
+    float p = exp_poly(x - n * 0.693359375f + n * 2.12194440e-4f);
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
@@ -90,14 +95,7 @@ static inline v16 exp16(v16 x) {
     x = x < -87.0f ? splat16(-87.0f) : x;
     const v16 big = splat16(12582912.0f);
     const v16 n = (x * 1.44269504088896341f + big) - big;
-    const v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    v16 p = splat16(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const v16 p = exp_poly(x - n * 0.693359375f + n * 2.12194440e-4f);
     const v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
     v16 scale;
     std::memcpy(&scale, &bits, sizeof scale);

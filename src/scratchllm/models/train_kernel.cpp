@@ -104,9 +104,10 @@ inline void zero_after(float* row, int m16, int Tp) {
     std::memset(row + m16, 0, sizeof(float) * (std::min(Tp, m16 + 16) - m16));
 }
 
-// p[0:n] = softmax(scale * p[0:n]), zeros after it (zero_after): on whole vectors, the keys past n
-// masked, one horizontal max and one sum per row. (At T 64 a row is 32 keys on average,
-// and loops the compiler vectorised spent half the softmax's time in scalar remainders.)
+// p[0:n] = softmax(scale * p[0:n]), zeros after it (zero_after): on whole vectors, the keys
+// past n masked, one horizontal max and one sum per row. (At T 64 a row is 32 keys on
+// average, and loops the compiler vectorised spent half the softmax's time in scalar
+// remainders.)
 void softmax_row(float* p, int n, int Tp, float scale) {
     const int m16 = up16(n);
     const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
@@ -130,6 +131,22 @@ void softmax_row(float* p, int n, int Tp, float scale) {
     zero_after(p, m16, Tp);
 }
 
+// One (batch, head) task of attention: where its q, k, v rows start in qkv (row stride ld =
+// 3C), and the shapes every pass needs.
+struct Head {
+    int b, h, C, Tp;
+    int64_t ld;
+    float scale;
+    const float *q, *k, *v;
+    Head(const float* qkv, int bh, int T, int H, int D)
+        : b(bh / H), h(bh % H), C(H * D), Tp(up16(T)), ld(3 * (int64_t)H * D),
+          scale(1.0f / std::sqrt((float)D)) {
+        q = qkv + (int64_t)b * T * ld + h * D;
+        k = q + C;
+        v = q + 2 * C;
+    }
+};
+
 }  // namespace
 
 extern "C" {
@@ -143,28 +160,27 @@ int64_t attention_work_floats(int T, int D) {
 // qkv (B, T, 3C) -> y (B, T, C), P (B, H, T, Tp); C = H * D, D a multiple of 16.
 void attention_forward(const float* qkv, float* y, float* P, float* work, int B, int T, int H,
                        int D, int n_threads) {
-    const int C = H * D, Tp = up16(T);
-    const int64_t ld = 3 * C;
-    const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int bh = 0; bh < B * H; bh++) {
-        const int b = bh / H, h = bh % H;
-        const float* q = qkv + (int64_t)b * T * ld + h * D;
-        const float *k = q + C, *v = q + 2 * C;
+        const Head t(qkv, bh, T, H, D);
+        const int b = t.b, h = t.h, C = t.C, Tp = t.Tp;
+        const int64_t ld = t.ld;
         float* Ph = P + (int64_t)bh * T * Tp;
         float* kt = work + thread_id() * attention_work_floats(T, D);  // (D, Tp)
-        transpose(k, ld, T, D, Tp, kt);
+        transpose(t.k, ld, T, D, Tp, kt);
         // scores Q K^T, only the tiles that reach the diagonal or below
         for (int i0 = 0; i0 < T; i0 += MR) {
             const int rows = std::min(MR, T - i0);
-            matmul_rows(rows, up16(i0 + rows), D, q + i0 * ld, ld, 1, kt, Tp, Ph + (int64_t)i0 * Tp, Tp);
+            matmul_rows(rows, up16(i0 + rows), D, t.q + i0 * ld, ld, 1, kt, Tp,
+                        Ph + (int64_t)i0 * Tp, Tp);
         }
-        for (int i = 0; i < T; i++) softmax_row(Ph + (int64_t)i * Tp, i + 1, Tp, scale);
+        for (int i = 0; i < T; i++) softmax_row(Ph + (int64_t)i * Tp, i + 1, Tp, t.scale);
         // y = P V: row i needs keys 0..i, and P is zero past them within a tile
         float* yh = y + (int64_t)b * T * C + h * D;
         for (int i0 = 0; i0 < T; i0 += MR) {
             const int rows = std::min(MR, T - i0);
-            matmul_rows(rows, D, i0 + rows, Ph + (int64_t)i0 * Tp, Tp, 1, v, ld, yh + (int64_t)i0 * C, C);
+            matmul_rows(rows, D, i0 + rows, Ph + (int64_t)i0 * Tp, Tp, 1, t.v, ld,
+                        yh + (int64_t)i0 * C, C);
         }
     }
 }
@@ -173,14 +189,11 @@ void attention_forward(const float* qkv, float* y, float* P, float* work, int B,
 //   dS = P * (dy V^T - rowsum(dy * y)) * scale;  dq = dS K;  dk = dS^T q;  dv = P^T dy.
 void attention_backward(const float* qkv, const float* y, const float* P, const float* dy,
                         float* dqkv, float* work, int B, int T, int H, int D, int n_threads) {
-    const int C = H * D, Tp = up16(T);
-    const int64_t ld = 3 * C;
-    const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int bh = 0; bh < B * H; bh++) {
-        const int b = bh / H, h = bh % H;
-        const float* q = qkv + (int64_t)b * T * ld + h * D;
-        const float *k = q + C, *v = q + 2 * C;
+        const Head t(qkv, bh, T, H, D);
+        const int b = t.b, h = t.h, C = t.C, Tp = t.Tp;
+        const int64_t ld = t.ld;
         float* dq = dqkv + (int64_t)b * T * ld + h * D;
         float *dk = dq + C, *dv = dq + 2 * C;
         const float* Ph = P + (int64_t)bh * T * Tp;
@@ -188,10 +201,11 @@ void attention_backward(const float* qkv, const float* y, const float* P, const 
         const float* yh = y + (int64_t)b * T * C + h * D;
         float* vt = work + thread_id() * attention_work_floats(T, D);  // (D, Tp)
         float* dS = vt + (int64_t)D * Tp;                               // (T, Tp)
-        transpose(v, ld, T, D, Tp, vt);
+        transpose(t.v, ld, T, D, Tp, vt);
         for (int i0 = 0; i0 < T; i0 += MR) {  // dP = dy V^T, on and below the diagonal
             const int rows = std::min(MR, T - i0);
-            matmul_rows(rows, up16(i0 + rows), D, dyh + (int64_t)i0 * C, C, 1, vt, Tp, dS + (int64_t)i0 * Tp, Tp);
+            matmul_rows(rows, up16(i0 + rows), D, dyh + (int64_t)i0 * C, C, 1, vt, Tp,
+                        dS + (int64_t)i0 * Tp, Tp);
         }
         for (int i = 0; i < T; i++) {
             float* ds = dS + (int64_t)i * Tp;
@@ -203,18 +217,20 @@ void attention_backward(const float* qkv, const float* y, const float* P, const 
             const int m16 = up16(i + 1);  // whole vectors: p is 0 past key i, so is ds
             const v16 dots = splat16(dot);
             for (int c = 0; c < m16; c += 16)
-                store16(ds + c, load16(p + c) * (load16(ds + c) - dots) * scale);
+                store16(ds + c, load16(p + c) * (load16(ds + c) - dots) * t.scale);
             zero_after(ds, m16, Tp);
         }
         for (int i0 = 0; i0 < T; i0 += MR) {  // dq = dS K over keys 0..i
             const int rows = std::min(MR, T - i0);
-            matmul_rows(rows, D, i0 + rows, dS + (int64_t)i0 * Tp, Tp, 1, k, ld, dq + i0 * ld, ld);
+            matmul_rows(rows, D, i0 + rows, dS + (int64_t)i0 * Tp, Tp, 1, t.k, ld,
+                        dq + i0 * ld, ld);
         }
         for (int j0 = 0; j0 < T; j0 += MR) {  // dk = dS^T q, dv = P^T dy over queries >= j0
             const int rows = std::min(MR, T - j0);
             const int64_t at = (int64_t)j0 * Tp + j0;
-            matmul_rows(rows, D, T - j0, dS + at, 1, Tp, q + j0 * ld, ld, dk + j0 * ld, ld);
-            matmul_rows(rows, D, T - j0, Ph + at, 1, Tp, dyh + (int64_t)j0 * C, C, dv + j0 * ld, ld);
+            matmul_rows(rows, D, T - j0, dS + at, 1, Tp, t.q + j0 * ld, ld, dk + j0 * ld, ld);
+            matmul_rows(rows, D, T - j0, Ph + at, 1, Tp, dyh + (int64_t)j0 * C, C,
+                        dv + j0 * ld, ld);
         }
     }
 }
