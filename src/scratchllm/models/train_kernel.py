@@ -42,8 +42,8 @@ enabled = True  # False: attention and GELU always run PyTorch's kernels
 
 # The attention kernel keeps B * H * T^2 softmax weights per layer for the backward (B 8,
 # 6 heads, T 256: 12.6 MB), where the flash kernel keeps one number per row. It takes
-# sequences up to MAX_T (at T 512 it still takes 0.65x the flash kernel's time) and at
-# most MAX_WEIGHTS_BYTES of weights per layer; past either, PyTorch's kernel runs.
+# sequences up to MAX_T (at T 512 it still takes half the flash kernel's time) and at most
+# MAX_WEIGHTS_BYTES of weights per layer; past either, PyTorch's kernel runs.
 MAX_T = 512
 MAX_WEIGHTS_BYTES = 32 << 20
 
