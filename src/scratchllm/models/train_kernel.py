@@ -83,10 +83,15 @@ def wants(x: torch.Tensor) -> bool:
     )
 
 
+def _row_stride(T: int) -> int:
+    """The softmax weights' row stride: T rounded up to 16 (the kernel's ``Tp``)."""
+    return -(-T // 16) * 16
+
+
 def attention_fits(B: int, T: int, n_head: int, head_dim: int) -> bool:
     """The shapes the attention kernel takes: ``head_dim`` a multiple of 16 (whole vectors),
     ``T <= MAX_T`` and the softmax weights within ``MAX_WEIGHTS_BYTES``."""
-    weights = 4 * B * n_head * T * (-(-T // 16) * 16)
+    weights = 4 * B * n_head * T * _row_stride(T)
     return head_dim % 16 == 0 and 0 < T <= MAX_T and weights <= MAX_WEIGHTS_BYTES
 
 
@@ -110,7 +115,7 @@ class _CausalAttention(torch.autograd.Function):
         D = C // n_head
         qkv = qkv.contiguous()
         y = qkv.new_empty(B, T, C)
-        weights = qkv.new_empty(B, n_head, T, -(-T // 16) * 16)
+        weights = qkv.new_empty(B, n_head, T, _row_stride(T))
         work = _work(T, D)  # held here: the kernel writes into it
         with torch.profiler.record_function("scratchllm::attention_forward"):
             _lib().attention_forward(
