@@ -296,46 +296,50 @@ def levers(model: torch.nn.Module, step_seconds: float) -> None:
 
 def kernel_pieces(H: int, C: int, T: int, B: int, rounds: int = 7) -> None:
     """The C++ training kernels against the PyTorch ops they replace, on this config's
-    shapes, forward + backward, rounds alternating: attention from ``c_attn``'s output to
-    the heads side by side (PyTorch: split, SDPA's flash kernel, the copy back), and the
-    exact GELU's backward (``aten::gelu_backward``). The outputs are checked equal first."""
+    shapes, forward + backward with every gradient, rounds alternating:
+
+    * ``c_attn`` and attention (``train_kernel.linear_attention``; PyTorch: ``addmm``, the
+      split into heads, SDPA's flash kernel, the copy back);
+    * the MLP ``c_proj(gelu(c_fc(x)))`` (``train_kernel.gelu_mlp``, PyTorch's products around
+      the kernel's GELU; PyTorch: ``addmm``, ``F.gelu``, ``addmm``).
+
+    The outputs and gradients are checked equal first."""
     import torch.nn.functional as F
 
     from scratchllm.models import train_kernel
 
-    def sdpa(qkv: torch.Tensor) -> torch.Tensor:
+    def sdpa(x: torch.Tensor) -> torch.Tensor:
         heads = (B, T, H, C // H)
-        q, k, v = (t.view(heads).transpose(1, 2) for t in qkv.split(C, dim=2))
+        q, k, v = (t.view(heads).transpose(1, 2) for t in c_attn(x).split(C, dim=2))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return y.transpose(1, 2).reshape(B, T, C)
 
     torch.manual_seed(0)
-    qkv = torch.randn(B, T, 3 * C, requires_grad=True)
+    c_attn = torch.nn.Linear(C, 3 * C)
+    c_fc, c_proj = torch.nn.Linear(C, 4 * C), torch.nn.Linear(4 * C, C)
+    x = torch.randn(B, T, C, requires_grad=True)
     dy = torch.randn(B, T, C)
-    x, dx = 3 * torch.randn(B, T, 4 * C), torch.randn(B, T, 4 * C)
-    attention = {
-        "C++": lambda: torch.autograd.grad(train_kernel.causal_attention(qkv, H), qkv, dy),
-        "PyTorch": lambda: torch.autograd.grad(sdpa(qkv), qkv, dy),
+
+    def grads(out: torch.Tensor, layers: list[torch.nn.Module]) -> list[torch.Tensor]:
+        return list(torch.autograd.grad(out, [x, *(p for m in layers for p in m.parameters())], dy))
+
+    pieces = {
+        f"c_attn + attention [{B}, {T}, {C}], {H} heads": {
+            "C++": lambda: grads(train_kernel.linear_attention(x, c_attn, H), [c_attn]),
+            "PyTorch": lambda: grads(sdpa(x), [c_attn]),
+        },
+        f"MLP [{B}, {T}, {C}] -> {4 * C} -> {C}": {
+            "C++": lambda: grads(train_kernel.gelu_mlp(x, c_fc, c_proj), [c_fc, c_proj]),
+            "PyTorch": lambda: grads(c_proj(F.gelu(c_fc(x))), [c_fc, c_proj]),
+        },
     }
-    lib = train_kernel.library.load()
-    out = torch.empty_like(x)
-    gelu_back = {
-        "C++": lambda: lib.gelu_backward(
-            x.data_ptr(), dx.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads()
-        ),
-        "PyTorch": lambda: torch.ops.aten.gelu_backward(dx, x),
-    }
-    gap = (attention["C++"]()[0] - attention["PyTorch"]()[0]).abs().max().item()
-    gelu_back["C++"]()
-    gap_gelu = (out - gelu_back["PyTorch"]()).abs().max().item()
     print(f"  C++ training kernels vs PyTorch's ops (median of {rounds} alternating rounds):")
-    for what, fns, diff in (
-        (f"attention fwd+bwd [{B}, {T}, 3 x {C}], {H} heads", attention, gap),  # c_attn out
-        (f"GELU backward [{B}, {T}, {4 * C}]", gelu_back, gap_gelu),
-    ):
+    for what, fns in pieces.items():
+        diff = max(
+            ((a - b).abs().max() / b.abs().max()).item()
+            for a, b in zip(fns["C++"](), fns["PyTorch"]())
+        )
         per: dict[str, list[float]] = {name: [] for name in fns}
-        for fn in fns.values():
-            fn()
         for _ in range(rounds):
             for name, fn in fns.items():
                 t0 = time.perf_counter()
@@ -344,8 +348,8 @@ def kernel_pieces(H: int, C: int, T: int, B: int, rounds: int = 7) -> None:
                 per[name].append((time.perf_counter() - t0) / 10)
         ratio = statistics.median(c / t for c, t in zip(per["C++"], per["PyTorch"]))
         ms = {name: statistics.median(ts) * 1e3 for name, ts in per.items()}
-        print(f"    {what:<46} C++ {ms['C++']:7.3f} ms  PyTorch {ms['PyTorch']:7.3f} ms  "
-              f"{ratio:5.2f}x the time  max |diff| {diff:.1e}")  # fmt: skip
+        print(f"    {what:<42} C++ {ms['C++']:7.3f} ms  PyTorch {ms['PyTorch']:7.3f} ms  "
+              f"{ratio:5.2f}x the time  max rel. diff {diff:.1e}")  # fmt: skip
 
 
 def main() -> None:

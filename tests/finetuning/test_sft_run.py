@@ -98,10 +98,13 @@ def test_accumulation_in_the_run_equals_one_big_batch(base, tmp_path):
     assert len(rows[0]) == 6 and rows[0] == pytest.approx(rows[1], rel=1e-6)
     a, b = load_model(tmp_path / "big" / "last"), load_model(tmp_path / "acc" / "last")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-        # (the key bias has a zero gradient in exact arithmetic: AdamW turns its rounding
-        # noise into steps of either sign, so it agrees to 1e-5, everything else to 1e-7)
-        atol = 1e-5 if name.endswith("c_attn.bias") else 1e-7
-        torch.testing.assert_close(p, q, rtol=0, atol=atol, msg=name)
+        # The two runs add the same terms in a different order, so gradients agree to float32
+        # rounding, and AdamW, which divides a gradient by its own size, turns the rounding
+        # of a gradient near zero into a step of either sign. The key bias has a zero
+        # gradient in exact arithmetic, so it agrees to 1e-5; everything else to 1e-6. (Each
+        # micro-batch weighted 1 / 2 instead of by its tokens moves the losses by 3e-3.)
+        atol = 1e-5 if name.endswith("c_attn.bias") else 1e-6
+        torch.testing.assert_close(p, q, rtol=0, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_a_packed_run_trains(base, tmp_path):

@@ -15,7 +15,7 @@ import torch
 
 from scratchllm.configs import lora as lora_config_module
 from scratchllm.generation import generate
-from scratchllm.models import GPT, MLPLM, RNNLM, GPTConfig, MLPConfig, RNNConfig, load
+from scratchllm.models import GPT, MLPLM, RNNLM, GPTConfig, MLPConfig, RNNConfig, load, train_kernel
 from scratchllm.models import lora as lora_module
 from scratchllm.models.lora import (
     LoRAConfig,
@@ -130,7 +130,15 @@ def test_apply_freezes_the_base_and_trains_only_the_adapters():
     assert model.num_parameters() == 2 * per_block
 
 
-def test_init_is_kaiming_a_and_zero_b_so_the_model_starts_unchanged():
+@pytest.fixture
+def pytorch_kernels(monkeypatch):
+    """Both models on PyTorch's kernels, for bitwise comparisons in training mode: there the
+    base model's plain layers take the fused C++ path (``models/train_kernel.py``, equal to
+    PyTorch's to float32 rounding), which a LoRA layer does not."""
+    monkeypatch.setattr(train_kernel, "enabled", False)
+
+
+def test_init_is_kaiming_a_and_zero_b_so_the_model_starts_unchanged(pytorch_kernels):
     base = tiny_gpt()
     model = apply_lora(copy.deepcopy(base), LoRAConfig(r=4, alpha=8))
     for layer in lora_layers(model).values():
@@ -187,7 +195,7 @@ def test_the_wrappers_take_the_mode_of_the_layers_they_replace():
     assert all(m.training for m in apply_lora(tiny_gpt().train(), LoRAConfig()).modules())
 
 
-def test_dropout_acts_on_the_adapter_input_in_training_only():
+def test_dropout_acts_on_the_adapter_input_in_training_only(pytorch_kernels):
     model = apply_lora(tiny_gpt(), LoRAConfig(r=4, alpha=8, dropout=0.5))
     randomize_adapters(model)
     x = ids()

@@ -5,12 +5,14 @@ everywhere else; and when the library cannot be built, training falls back with 
 warning."""
 
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from scratchllm.models import GPT, GPTConfig, train_kernel
+from scratchllm.models.lora import LoRAConfig, apply_lora, lora_layers
 
 
 def sdpa_attention(qkv: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -100,6 +102,113 @@ def test_gelu_equals_torch_in_values_and_gradients():
     torch.testing.assert_close(grad, grad_ref, atol=2e-6, rtol=1e-6)
 
 
+def linear(n_in: int, n_out: int, bias: bool) -> torch.nn.Linear:
+    layer = torch.nn.Linear(n_in, n_out, bias=bias)
+    if bias:
+        torch.nn.init.normal_(layer.bias)  # large enough that a lost bias shows
+    return layer
+
+
+def grads_of(out: torch.Tensor, dy: torch.Tensor, *tensors: torch.Tensor) -> list:
+    return list(torch.autograd.grad(out, tensors, dy))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(2, 7, 32), (3, 40, 48), (1, 1, 16)])
+def test_the_fused_mlp_equals_pytorchs_in_values_and_gradients(bias, shape):
+    torch.manual_seed(len(shape) + shape[1])
+    C = shape[-1]
+    c_fc, c_proj = linear(C, 4 * C, bias), linear(4 * C, C, bias)
+    x = torch.randn(shape, requires_grad=True)
+    dy = torch.randn(shape)
+    params = [x, *c_fc.parameters(), *c_proj.parameters()]
+    assert train_kernel.linear_fits(x, c_fc, c_proj)
+    out = train_kernel.gelu_mlp(x, c_fc, c_proj)
+    grads = grads_of(out, dy, *params)
+    ref = c_proj(F.gelu(c_fc(x)))
+    ref_grads = grads_of(ref, dy, *params)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=3e-5, rtol=1e-5)
+    # and against float64, as close as PyTorch's float32 path
+    params64 = [p.detach().double().requires_grad_() for p in params]
+    x64, w1, *rest = params64
+    b1, w2, b2 = (rest[0], rest[1], rest[2]) if bias else (None, rest[0], None)
+    ref64 = F.linear(F.gelu(F.linear(x64, w1, b1)), w2, b2)
+    torch.testing.assert_close(out.double(), ref64, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads, grads_of(ref64, dy.double(), *params64)):
+        torch.testing.assert_close(g.double(), r, atol=3e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("B, T, H, D", [(2, 5, 3, 16), (3, 40, 2, 32), (1, 70, 1, 64)])
+def test_linear_attention_equals_c_attn_then_sdpa(bias, B, T, H, D):
+    torch.manual_seed(T)
+    C = H * D
+    c_attn = linear(C, 3 * C, bias)
+    x = torch.randn(B, T, C, requires_grad=True)
+    dy = torch.randn(B, T, C)
+    params = [x, *c_attn.parameters()]
+    out = train_kernel.linear_attention(x, c_attn, H)
+    ref = sdpa_attention(c_attn(x), H)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads_of(out, dy, *params), grads_of(ref, dy, *params)):
+        torch.testing.assert_close(g, r, atol=3e-5, rtol=1e-5)
+
+
+def test_frozen_layers_and_an_input_without_gradient_get_none():
+    torch.manual_seed(0)
+    c_fc, c_proj, c_attn = linear(32, 128, True), linear(128, 32, True), linear(32, 96, True)
+    c_fc.requires_grad_(False)
+    c_attn.weight.requires_grad_(False)
+    x = torch.randn(2, 9, 32)  # no gradient: the first block's input under frozen embeddings
+    assert train_kernel.linear_fits(x, c_fc, c_proj) and train_kernel.linear_fits(x, c_attn)
+    dy = torch.randn(2, 9, 32)
+    out = train_kernel.gelu_mlp(x, c_fc, c_proj)
+    wp, bp = torch.autograd.grad(out, [c_proj.weight, c_proj.bias], dy)
+    ref = c_proj(F.gelu(c_fc(x)))
+    for g, r in zip((wp, bp), torch.autograd.grad(ref, [c_proj.weight, c_proj.bias], dy)):
+        torch.testing.assert_close(g, r, atol=3e-5, rtol=1e-5)
+    out = train_kernel.linear_attention(x, c_attn, 2)
+    (bias_grad,) = torch.autograd.grad(out, [c_attn.bias], dy)
+    (ref,) = torch.autograd.grad(sdpa_attention(c_attn(x), 2), [c_attn.bias], dy)
+    torch.testing.assert_close(bias_grad, ref, atol=3e-5, rtol=1e-5)
+    with torch.no_grad():
+        assert not train_kernel.linear_fits(x, c_attn)
+    c_attn.requires_grad_(False)
+    assert not train_kernel.linear_fits(x, c_attn)  # nothing wants a gradient
+
+
+def test_the_bias_sums_are_bitwise_the_same_on_any_thread_count():
+    """The kernels sum the bias gradients in a fixed order (blocks of rows, then batches)."""
+    torch.manual_seed(0)
+    lib = train_kernel.library.load()
+    rows, cols = 185, 80  # blocks of 32 rows and a remainder
+    dy, slope = torch.randn(rows, cols), torch.rand(rows, cols)
+    B, T, H, D = 5, 37, 3, 16
+    qkv, dout = torch.randn(B, T, 3 * H * D), torch.randn(B, T, H * D)
+    y, weights = train_kernel._attention_forward(qkv, None, H)
+    ctx = SimpleNamespace(saved_tensors=(qkv, y, weights), n_head=H)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            dh, db = dy.clone(), torch.empty(cols)
+            work = torch.empty(lib.slope_work_floats(rows, cols))
+            lib.gelu_slope_backward(
+                dh.data_ptr(), slope.data_ptr(), db.data_ptr(), work.data_ptr(), rows, cols, n
+            )
+            runs.append((dh, db, *train_kernel._attention_backward(ctx, dout, True)))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(runs[0][0], dy * slope, atol=0, rtol=0)
+    torch.testing.assert_close(runs[0][1], (dy * slope).sum(0), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(runs[0][3], runs[0][2].sum((0, 1)), atol=2e-5, rtol=1e-5)
+    for run in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(run, runs[0]))
+
+
 def gpt(**overrides) -> GPT:
     fields = dict(n_layer=2, n_head=2, n_embd=64, block_size=48, vocab_size=37)
     fields.update(overrides)
@@ -111,7 +220,8 @@ def loss_and_grads(model: GPT, idx: torch.Tensor, **kwargs):
     model.zero_grad()
     _, loss = model(idx[:, :-1], idx[:, 1:], **kwargs)
     loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads
 
 
 def pytorch_path(model: GPT, idx: torch.Tensor, **kwargs):
@@ -128,7 +238,7 @@ def test_a_gpt_trains_on_the_kernels_with_pytorchs_loss_and_gradients():
     ran = kernel_events(lambda: loss_and_grads(model, idx))
     assert ran == {
         "scratchllm::attention_forward", "scratchllm::attention_backward",
-        "scratchllm::gelu_backward",
+        "scratchllm::gelu_forward", "scratchllm::gelu_backward",
     }  # fmt: skip
     loss, grads = loss_and_grads(model, idx)
     ref_loss, ref_grads = pytorch_path(model, idx)
@@ -148,6 +258,7 @@ def test_a_gpt_trains_on_the_kernels_with_pytorchs_loss_and_gradients():
         ("relu", dict(act="relu"), {"attention"}),
         ("padding mask", dict(), {"gelu"}),
         ("float64", dict(), set()),
+        ("bfloat16 autocast", dict(), set()),
         ("disabled", dict(), set()),
         ("no gradient", dict(), set()),
     ],
@@ -169,11 +280,48 @@ def test_everything_else_stays_on_pytorchs_path(case, overrides, expected):
                 model(idx[:, :-1], idx[:, 1:])
         elif case == "disabled":
             pytorch_path(model, idx)
+        elif case == "bfloat16 autocast":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss_and_grads(model, idx)
         else:
             loss_and_grads(model, idx, **kwargs)
 
     ran = kernel_events(step)
     assert {name.split("::")[1].split("_")[0] for name in ran} == expected, ran
+
+
+def test_lora_layers_keep_the_attention_kernel_and_pytorchs_products():
+    """A LoRA layer is not a plain nn.Linear: attention runs the kernel on its output and the
+    MLP runs PyTorch's layers around the kernel's GELU backward."""
+    model = apply_lora(gpt(), LoRAConfig(r=4, alpha=8, targets=("c_attn", "c_fc"))).train()
+    for layer in lora_layers(model).values():
+        torch.nn.init.normal_(layer.lora_B.weight)
+    idx = torch.randint(0, 37, (2, 30))
+    ran = kernel_events(lambda: loss_and_grads(model, idx))
+    assert ran == {
+        "scratchllm::attention_forward", "scratchllm::attention_backward",
+        "scratchllm::gelu_backward",
+    }  # fmt: skip
+    loss, grads = loss_and_grads(model, idx)
+    ref_loss, ref_grads = pytorch_path(model, idx)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-6, rtol=1e-6)
+    assert len(grads) == 2 * 2 * 2  # A and B on c_attn and c_fc of both blocks; base frozen
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_a_forward_hook_on_a_layer_sends_it_down_pytorchs_path():
+    model = gpt().train()
+    seen = []
+    for layer in (model.transformer.h[0].attn.c_attn, model.transformer.h[0].mlp.c_fc):
+        layer.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    idx = torch.randint(0, 37, (2, 30))
+    loss, grads = loss_and_grads(model, idx)
+    assert seen == [torch.Size([2, 29, 192]), torch.Size([2, 29, 256])]  # hooks ran
+    ref_loss, ref_grads = pytorch_path(model, idx)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-6, rtol=1e-6)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_a_failed_build_warns_once_and_training_falls_back(monkeypatch, tmp_path):

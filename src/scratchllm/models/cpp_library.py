@@ -27,7 +27,6 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 BUILD_TIMEOUT_S = 300
 
 
@@ -60,6 +59,17 @@ def cpu_id() -> str:
         pass
     return platform.processor() or platform.machine()
 
+
+def _vector_width() -> tuple[str, ...]:
+    """On an x86 CPU with AVX-512, loops the compiler vectorises use whole 512-bit registers:
+    at ``-march=native`` GCC prefers 256-bit ones there, and the GELU loops then take 1.4x the
+    time."""
+    if platform.machine().lower() in ("x86_64", "amd64") and " avx512f" in cpu_id():
+        return ("-mprefer-vector-width=512",)
+    return ()
+
+
+FLAGS = ("-O3", "-march=native", *_vector_width(), "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -1,4 +1,4 @@
-// Two pieces of a CPU training step, forward and backward, called from train_kernel.py:
+// Three pieces of a CPU training step, forward and backward, called from train_kernel.py:
 //
 // * causal self-attention from c_attn's output: qkv (B, T, 3C) in, y (B, T, C) out, heads
 //   side by side, ready for c_proj; the backward writes dqkv in qkv's layout. PyTorch's path
@@ -8,7 +8,9 @@
 //   is one task that keeps the softmax weights P (B, H, T, Tp) from the forward, and every
 //   product is a register-tiled loop over one head's rows.
 // * the exact GELU's backward, which evaluates one exponential where PyTorch's evaluates erf
-//   and exp (the forward stays PyTorch's, which is as fast as this could be).
+//   and exp (the forward stays PyTorch's, which is as fast as this could be);
+// * the MLP's GELU, whose forward also keeps the slope, so its backward is one product that
+//   also sums c_fc's bias gradient (the matrix products stay PyTorch's).
 //
 // Formulas are the modules' (attention.py, ffn.py); only the order of additions differs, so
 // results agree with PyTorch's to float32 rounding (tests/models/test_train_kernel.py), and
@@ -157,14 +159,26 @@ int64_t attention_work_floats(int T, int D) {
     return (int64_t)D * Tp + (int64_t)T * Tp;
 }
 
-// qkv (B, T, 3C) -> y (B, T, C), P (B, H, T, Tp); C = H * D, D a multiple of 16.
-void attention_forward(const float* qkv, float* y, float* P, float* work, int B, int T, int H,
-                       int D, int n_threads) {
+// qkv (B, T, 3C) -> y (B, T, C), P (B, H, T, Tp); C = H * D, D a multiple of 16. With bias
+// (3C) not null, qkv is c_attn's product without it: each task first adds the bias to its
+// head's q, k and v in place (addmm's copy of the bias into every row, fused here).
+void attention_forward(float* qkv, const float* bias, float* y, float* P, float* work, int B,
+                       int T, int H, int D, int n_threads) {
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int bh = 0; bh < B * H; bh++) {
         const Head t(qkv, bh, T, H, D);
         const int b = t.b, h = t.h, C = t.C, Tp = t.Tp;
         const int64_t ld = t.ld;
+        if (bias) {
+            float* row = qkv + (int64_t)b * T * ld + h * D;
+            for (int i = 0; i < T; i++, row += ld)
+                for (int part = 0; part < 3; part++) {
+                    float* seg = row + part * C;
+                    const float* bs = bias + part * C + h * D;
+#pragma omp simd
+                    for (int d = 0; d < D; d++) seg[d] += bs[d];
+                }
+        }
         float* Ph = P + (int64_t)bh * T * Tp;
         float* kt = work + thread_id() * attention_work_floats(T, D);  // (D, Tp)
         transpose(t.k, ld, T, D, Tp, kt);
@@ -187,9 +201,14 @@ void attention_forward(const float* qkv, float* y, float* P, float* work, int B,
 
 // The gradient of attention_forward: dy (B, T, C) -> dqkv (B, T, 3C), every element written.
 //   dS = P * (dy V^T - rowsum(dy * y)) * scale;  dq = dS K;  dk = dS^T q;  dv = P^T dy.
+// With bias_grad (3C) not null, also c_attn's bias gradient, dqkv summed over B and T: each
+// task sums its head's T rows into partial (B, 3C), then the batches are summed in order.
 void attention_backward(const float* qkv, const float* y, const float* P, const float* dy,
-                        float* dqkv, float* work, int B, int T, int H, int D, int n_threads) {
-#pragma omp parallel for schedule(static) num_threads(n_threads)
+                        float* dqkv, float* bias_grad, float* partial, float* work, int B,
+                        int T, int H, int D, int n_threads) {
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         const Head t(qkv, bh, T, H, D);
         const int b = t.b, h = t.h, C = t.C, Tp = t.Tp;
@@ -232,6 +251,25 @@ void attention_backward(const float* qkv, const float* y, const float* P, const 
             matmul_rows(rows, D, T - j0, Ph + at, 1, Tp, dyh + (int64_t)j0 * C, C,
                         dv + j0 * ld, ld);
         }
+        if (bias_grad) {
+            for (int part = 0; part < 3; part++) {
+                float* sum = partial + (int64_t)b * 3 * C + part * C + h * D;
+                const float* row = dq + part * C;
+                std::memset(sum, 0, D * sizeof(float));
+                for (int i = 0; i < T; i++, row += ld)
+#pragma omp simd
+                    for (int d = 0; d < D; d++) sum[d] += row[d];
+            }
+        }
+    }
+    if (bias_grad) {  // after the loop's barrier: every task's sums are written
+#pragma omp for simd schedule(static)
+        for (int c = 0; c < 3 * H * D; c++) {
+            float sum = 0.0f;
+            for (int b = 0; b < B; b++) sum += partial[(int64_t)b * 3 * H * D + c];
+            bias_grad[c] = sum;
+        }
+    }
     }
 }
 
@@ -256,6 +294,82 @@ void gelu_backward(const float* x, const float* dy, float* dx, int64_t n, int n_
         float cdf, pdf;
         gelu_parts(x[i], &cdf, &pdf);
         dx[i] = dy[i] * (cdf + x[i] * pdf);
+    }
+}
+
+// The MLP's GELU (train_kernel._GeluMLP): the forward writes y = x Phi(x) and, over x, the
+// slope Phi(x) + x phi(x), which is all the backward needs. The backward is then a product,
+// dh = dy * slope, written over dy while the same pass sums dh's columns for c_fc's bias:
+// one read of each array where PyTorch's path reads x again to evaluate erf and exp, and
+// dh once more for the bias. The column sums run over fixed blocks of SUM_ROWS rows and then
+// the blocks in order, so they do not depend on the thread count.
+}  // extern "C"
+
+template <bool BIAS>
+static void gelu_slope_rows(float* x, const float* bias, float* y, int64_t rows, int64_t cols,
+                            int n_threads) {
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < rows; r++) {
+        float* xr = x + r * cols;
+        float* yr = y + r * cols;
+#pragma omp simd
+        for (int64_t c = 0; c < cols; c++) {
+            float cdf, pdf;
+            const float v = BIAS ? xr[c] + bias[c] : xr[c];
+            gelu_parts(v, &cdf, &pdf);
+            yr[c] = v * cdf;
+            xr[c] = cdf + v * pdf;
+        }
+    }
+}
+
+extern "C" {
+
+// x (rows, cols) is c_fc's product; with bias (cols) not null, its bias is added here (where
+// addmm would first copy it into every row).
+void gelu_forward_slope(float* x, const float* bias, float* y, int64_t rows, int64_t cols,
+                        int n_threads) {
+    if (bias)
+        gelu_slope_rows<true>(x, bias, y, rows, cols, n_threads);
+    else
+        gelu_slope_rows<false>(x, bias, y, rows, cols, n_threads);
+}
+
+constexpr int64_t SUM_ROWS = 32;
+
+int64_t slope_work_floats(int64_t rows, int64_t cols) {
+    return (rows + SUM_ROWS - 1) / SUM_ROWS * cols;
+}
+
+// dy (rows, cols) *= slope in place; bias_grad (cols) = its column sums unless null; work
+// holds slope_work_floats(rows, cols) floats.
+void gelu_slope_backward(float* dy, const float* slope, float* bias_grad, float* work,
+                         int64_t rows, int64_t cols, int n_threads) {
+    const int64_t blocks = (rows + SUM_ROWS - 1) / SUM_ROWS;
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            float* part = work + b * cols;
+            std::memset(part, 0, cols * sizeof(float));
+            for (int64_t r = b * SUM_ROWS; r < std::min(rows, (b + 1) * SUM_ROWS); r++) {
+                float* d = dy + r * cols;
+                const float* s = slope + r * cols;
+#pragma omp simd
+                for (int64_t c = 0; c < cols; c++) {
+                    d[c] *= s[c];
+                    part[c] += d[c];
+                }
+            }
+        }
+        if (bias_grad) {  // the implicit barrier above: every block's sums are written
+#pragma omp for simd schedule(static)
+            for (int64_t c = 0; c < cols; c++) {
+                float sum = 0.0f;
+                for (int64_t b = 0; b < blocks; b++) sum += work[b * cols + c];
+                bias_grad[c] = sum;
+            }
+        }
     }
 }
 

@@ -54,12 +54,18 @@ _i = ctypes.c_int32
 def _declare(lib: ctypes.CDLL) -> None:
     lib.attention_work_floats.argtypes = [_i, _i]
     lib.attention_work_floats.restype = ctypes.c_int64
-    lib.attention_forward.argtypes = [_p] * 4 + [_i] * 5
+    lib.attention_forward.argtypes = [_p] * 5 + [_i] * 5
     lib.attention_forward.restype = None
-    lib.attention_backward.argtypes = [_p] * 6 + [_i] * 5
+    lib.attention_backward.argtypes = [_p] * 8 + [_i] * 5
     lib.attention_backward.restype = None
     lib.gelu_backward.argtypes = [_p, _p, _p, ctypes.c_int64, _i]
     lib.gelu_backward.restype = None
+    lib.gelu_forward_slope.argtypes = [_p] * 3 + [ctypes.c_int64, ctypes.c_int64, _i]
+    lib.gelu_forward_slope.restype = None
+    lib.slope_work_floats.argtypes = [ctypes.c_int64, ctypes.c_int64]
+    lib.slope_work_floats.restype = ctypes.c_int64
+    lib.gelu_slope_backward.argtypes = [_p] * 4 + [ctypes.c_int64, ctypes.c_int64, _i]
+    lib.gelu_slope_backward.restype = None
 
 
 library = Library(
@@ -102,26 +108,53 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
 def _work(T: int, D: int) -> torch.Tensor:
     n = _lib().attention_work_floats(T, D)
     return torch.empty(torch.get_num_threads() * n, dtype=torch.float32)
 
 
+def _attention_forward(qkv: torch.Tensor, bias: torch.Tensor | None, n_head: int):
+    """The kernel's forward: ``(y, weights)``; with ``bias``, adds it to ``qkv`` in place."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    y = qkv.new_empty(B, T, C)
+    weights = qkv.new_empty(B, n_head, T, _row_stride(T))
+    work = _work(T, C // n_head)  # held here: the kernel writes into it
+    with torch.profiler.record_function("scratchllm::attention_forward"):
+        _lib().attention_forward(
+            qkv.data_ptr(), _ptr(bias), y.data_ptr(), weights.data_ptr(), work.data_ptr(),
+            B, T, n_head, C // n_head, torch.get_num_threads(),
+        )  # fmt: skip
+    return y, weights
+
+
+def _attention_backward(ctx, dy: torch.Tensor, bias_grad: bool):
+    """The kernel's backward: ``(dqkv, the bias gradient or None)``."""
+    qkv, y, weights = ctx.saved_tensors[:3]
+    B, T, C3 = qkv.shape
+    D = C3 // 3 // ctx.n_head
+    dy = dy.contiguous()
+    dqkv, work = torch.empty_like(qkv), _work(T, D)
+    db = qkv.new_empty(C3) if bias_grad else None
+    partial = qkv.new_empty(B, C3) if bias_grad else None
+    with torch.profiler.record_function("scratchllm::attention_backward"):
+        _lib().attention_backward(
+            qkv.data_ptr(), y.data_ptr(), weights.data_ptr(), dy.data_ptr(), dqkv.data_ptr(),
+            _ptr(db), _ptr(partial), work.data_ptr(), B, T, ctx.n_head, D,
+            torch.get_num_threads(),
+        )  # fmt: skip
+    return dqkv, db
+
+
 class _CausalAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv: torch.Tensor, n_head: int) -> torch.Tensor:
-        B, T, C3 = qkv.shape
-        C = C3 // 3
-        D = C // n_head
         qkv = qkv.contiguous()
-        y = qkv.new_empty(B, T, C)
-        weights = qkv.new_empty(B, n_head, T, _row_stride(T))
-        work = _work(T, D)  # held here: the kernel writes into it
-        with torch.profiler.record_function("scratchllm::attention_forward"):
-            _lib().attention_forward(
-                qkv.data_ptr(), y.data_ptr(), weights.data_ptr(), work.data_ptr(),
-                B, T, n_head, D, torch.get_num_threads(),
-            )  # fmt: skip
+        y, weights = _attention_forward(qkv, None, n_head)
         ctx.save_for_backward(qkv, y, weights)
         ctx.n_head = n_head
         return y
@@ -129,18 +162,33 @@ class _CausalAttention(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        qkv, y, weights = ctx.saved_tensors
-        B, T, C3 = qkv.shape
-        D = C3 // 3 // ctx.n_head
-        dy = dy.contiguous()
-        dqkv, work = torch.empty_like(qkv), _work(T, D)
-        with torch.profiler.record_function("scratchllm::attention_backward"):
-            _lib().attention_backward(
-                qkv.data_ptr(), y.data_ptr(), weights.data_ptr(), dy.data_ptr(),
-                dqkv.data_ptr(), work.data_ptr(), B, T, ctx.n_head, D,
-                torch.get_num_threads(),
-            )  # fmt: skip
-        return dqkv, None
+        return _attention_backward(ctx, dy, False)[0], None
+
+
+class _LinearAttention(torch.autograd.Function):
+    """``causal_attention(c_attn(x))`` with c_attn's product PyTorch's and its bias added,
+    and summed in the backward, by the kernel."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, n_head: int) -> torch.Tensor:
+        B, T, C = x.shape
+        qkv = (x.view(B * T, C) @ weight.t()).view(B, T, -1)
+        y, weights = _attention_forward(qkv, bias, n_head)
+        ctx.save_for_backward(qkv, y, weights, x, weight)
+        ctx.n_head = n_head
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: torch.Tensor):
+        x, weight = ctx.saved_tensors[3:]
+        need_x, need_w, need_b, _ = ctx.needs_input_grad
+        dqkv, db = _attention_backward(ctx, dy, need_b)
+        B, T, C = x.shape
+        flat = dqkv.view(B * T, -1)
+        dw = flat.t() @ x.view(B * T, C) if need_w else None
+        dx = (flat @ weight).view(B, T, C) if need_x else None
+        return dx, dw, db, None
 
 
 def causal_attention(qkv: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -157,6 +205,13 @@ def causal_attention(qkv: torch.Tensor, n_head: int) -> torch.Tensor:
             f"<= {MAX_WEIGHTS_BYTES >> 20} MB"
         )
     return _CausalAttention.apply(qkv, n_head)
+
+
+def linear_attention(x: torch.Tensor, c_attn: torch.nn.Linear, n_head: int) -> torch.Tensor:
+    """``causal_attention(c_attn(x), n_head)`` with c_attn's bias folded into the kernel:
+    ``x [B, T, C]`` -> ``[B, T, C]``. The caller checks ``linear_fits(x, c_attn)`` and
+    ``attention_fits``."""
+    return _LinearAttention.apply(x.contiguous(), c_attn.weight, c_attn.bias, n_head)
 
 
 class _Gelu(torch.autograd.Function):
@@ -183,3 +238,83 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     """The exact GELU ``x * Phi(x)``. The caller checks ``wants(x)``."""
     _lib()  # fail here, not in the backward
     return _Gelu.apply(x)
+
+
+class _GeluMLP(torch.autograd.Function):
+    """``c_proj(gelu(c_fc(x)))`` on 2-D ``x [N, C]``: PyTorch's matrix products around the
+    kernel's GELU, which keeps the slope for the backward (``gelu_forward_slope``)."""
+
+    @staticmethod
+    def forward(ctx, x, w_fc, b_fc, w_proj, b_proj):
+        h = x @ w_fc.t()  # the kernel adds the bias
+        a = torch.empty_like(h)
+        with torch.profiler.record_function("scratchllm::gelu_forward"):
+            _lib().gelu_forward_slope(
+                h.data_ptr(), _ptr(b_fc), a.data_ptr(), *h.shape, torch.get_num_threads()
+            )
+        out = torch.addmm(b_proj, a, w_proj.t()) if b_proj is not None else a @ w_proj.t()
+        ctx.save_for_backward(x, w_fc, a, h, w_proj)  # h now holds the slope
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout: torch.Tensor):
+        x, w_fc, a, slope, w_proj = ctx.saved_tensors
+        need_x, need_wfc, need_bfc, need_wproj, need_bproj = ctx.needs_input_grad
+        dout = dout.contiguous()
+        dw_proj = dout.t() @ a if need_wproj else None
+        db_proj = dout.sum(0) if need_bproj else None
+        dx = dw_fc = db_fc = None
+        if need_x or need_wfc or need_bfc:
+            dh = dout @ w_proj  # (N, hidden): ours, so the kernel writes over it
+            db_fc = dh.new_empty(dh.shape[1]) if need_bfc else None
+            work = dh.new_empty(_lib().slope_work_floats(*dh.shape))
+            with torch.profiler.record_function("scratchllm::gelu_backward"):
+                _lib().gelu_slope_backward(
+                    dh.data_ptr(), slope.data_ptr(), _ptr(db_fc), work.data_ptr(),
+                    *dh.shape, torch.get_num_threads(),
+                )  # fmt: skip
+            dw_fc = dh.t() @ x if need_wfc else None
+            dx = dh @ w_fc if need_x else None
+        return dx, dw_fc, db_fc, dw_proj, db_proj
+
+
+def _plain_linear(m: torch.nn.Module) -> bool:
+    """An ``nn.Linear`` itself (not a LoRA or quantised layer) with float32 CPU weights and no
+    hooks that the fused MLP would skip."""
+    return (
+        type(m) is torch.nn.Linear
+        and m.weight.device.type == "cpu"
+        and m.weight.dtype == torch.float32
+        and (m.bias is None or m.bias.dtype == torch.float32)
+        and not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks)
+    )
+
+
+def linear_fits(x: torch.Tensor, *linears: torch.nn.Module) -> bool:
+    """Whether a kernel that computes these layers' products itself (``linear_attention``,
+    ``gelu_mlp``) takes them on ``x``: plain float32 ``nn.Linear`` layers on a float32 CPU
+    input, gradients wanted, no autocast, not compiling, the library built."""
+    return (
+        enabled
+        and torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and all(_plain_linear(m) for m in linears)
+        and (x.requires_grad or any(p.requires_grad for m in linears for p in m.parameters()))
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and not torch.nn.modules.module._global_forward_hooks
+        and not torch.nn.modules.module._global_forward_pre_hooks
+        and library.load() is not None
+    )
+
+
+def gelu_mlp(x: torch.Tensor, c_fc: torch.nn.Linear, c_proj: torch.nn.Linear) -> torch.Tensor:
+    """``c_proj(gelu(c_fc(x)))`` with the exact GELU, for ``x [..., C]``. The caller checks
+    ``linear_fits(x, c_fc, c_proj)``."""
+    flat = x.reshape(-1, x.shape[-1])
+    if not flat.is_contiguous():
+        flat = flat.contiguous()
+    out = _GeluMLP.apply(flat, c_fc.weight, c_fc.bias, c_proj.weight, c_proj.bias)
+    return out.view(*x.shape[:-1], out.shape[-1])

@@ -98,7 +98,6 @@ class CausalSelfAttention(nn.Module):
         over slots ``0:start+T``.
         """
         B, T, C = x.shape
-        qkv = self.c_attn(x)  # (B, T, 3C)
         dropout_p = self.dropout if self.training else 0.0
         if (
             rope is None
@@ -108,9 +107,15 @@ class CausalSelfAttention(nn.Module):
             and dropout_p == 0.0
             and self.impl == "sdpa"
             and train_kernel.attention_fits(B, T, self.n_head, self.head_dim)
-            and train_kernel.wants(qkv)
-        ):  # training on a CPU: the C++ kernel reads qkv as it is and writes y side by side
-            return self.c_proj(train_kernel.causal_attention(qkv, self.n_head))
+        ):  # training on a CPU: the C++ kernel reads c_attn's product as it is (adding its
+            # bias itself when c_attn is a plain nn.Linear) and writes y side by side
+            if train_kernel.linear_fits(x, self.c_attn):
+                return self.c_proj(train_kernel.linear_attention(x, self.c_attn, self.n_head))
+            qkv = self.c_attn(x)  # (B, T, 3C), e.g. from a LoRA layer
+            if train_kernel.wants(qkv):
+                return self.c_proj(train_kernel.causal_attention(qkv, self.n_head))
+        else:
+            qkv = self.c_attn(x)
         if rope is None:
             # split, not view + permute + unbind: the backward of split concatenates the
             # three gradients straight into qkv's layout (one copy; unbind's stack and the
