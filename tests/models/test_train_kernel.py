@@ -239,6 +239,8 @@ def test_a_gpt_trains_on_the_kernels_with_pytorchs_loss_and_gradients():
     assert ran == {
         "scratchllm::attention_forward", "scratchllm::attention_backward",
         "scratchllm::gelu_forward", "scratchllm::gelu_backward",
+        "scratchllm::layer_norm_forward", "scratchllm::layer_norm_backward",
+        "scratchllm::residual_add",
     }  # fmt: skip
     loss, grads = loss_and_grads(model, idx)
     ref_loss, ref_grads = pytorch_path(model, idx)

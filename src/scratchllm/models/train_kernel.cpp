@@ -373,4 +373,115 @@ void gelu_slope_backward(float* dy, const float* slope, float* bias_grad, float*
     }
 }
 
+// -- the block's layer norms and residual adds (train_block.py) --------------------------
+
+// Layer norm of rows of C floats: y = (x - mean) rstd gamma + beta (beta may be null), with
+// mean and rstd kept per row for the backward. With res (rows, C) not null, x is first
+// replaced in place by x + res + bias (bias may be null): the residual add of the layer whose
+// product x is, with that layer's bias, in the same pass.
+void layer_norm_forward(float* x, const float* res, const float* bias, const float* gamma,
+                        const float* beta, float* y, float* mean, float* rstd, int64_t rows,
+                        int64_t C, float eps, int n_threads) {
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < rows; r++) {
+        float* xr = x + r * C;
+        float sum = 0.0f;
+        if (res) {
+            const float* rr = res + r * C;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t c = 0; c < C; c++) {
+                xr[c] += rr[c] + (bias ? bias[c] : 0.0f);
+                sum += xr[c];
+            }
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t c = 0; c < C; c++) sum += xr[c];
+        }
+        const float m = sum / C;
+        float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+        for (int64_t c = 0; c < C; c++) var += (xr[c] - m) * (xr[c] - m);
+        const float s = 1.0f / std::sqrt(var / C + eps);
+        mean[r] = m;
+        rstd[r] = s;
+        float* yr = y + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++)
+            yr[c] = (xr[c] - m) * s * gamma[c] + (beta ? beta[c] : 0.0f);
+    }
+}
+
+// x (rows, C) += res + bias (bias may be null): the block's last residual add.
+void residual_add(float* x, const float* res, const float* bias, int64_t rows, int64_t C,
+                  int n_threads) {
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < rows; r++) {
+        float* xr = x + r * C;
+        const float* rr = res + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) xr[c] += rr[c] + (bias ? bias[c] : 0.0f);
+    }
+}
+
+int64_t layer_norm_work_floats(int64_t rows, int64_t C) {
+    return 3 * slope_work_floats(rows, C);
+}
+
+// The gradient of layer_norm_forward, with g = dy gamma and xhat = (x - mean) rstd:
+//   dx = rstd (g - mean(g) - xhat mean(g xhat)) + dres;  dgamma = sum dy xhat;  dbeta = sum dy
+// (sums over rows). dres (the gradient of the residual that went around the norm) may be
+// null; so may dbeta and dsum, which if not null gets dx's column sums: the bias gradient of
+// the layer whose product entered the residual. dx may be dy or dres. Column sums run over
+// blocks of SUM_ROWS rows, then the blocks in order (work: layer_norm_work_floats).
+void layer_norm_backward(const float* dy, const float* x, const float* mean, const float* rstd,
+                         const float* gamma, const float* dres, float* dx, float* dgamma,
+                         float* dbeta, float* dsum, float* work, int64_t rows, int64_t C,
+                         int n_threads) {
+    const int64_t blocks = (rows + SUM_ROWS - 1) / SUM_ROWS;
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            float* pg = work + 3 * b * C;  // this block's sums for dgamma, dbeta, dsum
+            float *pb = pg + C, *ps = pb + C;
+            std::memset(pg, 0, 3 * C * sizeof(float));
+            for (int64_t r = b * SUM_ROWS; r < std::min(rows, (b + 1) * SUM_ROWS); r++) {
+                const float *dyr = dy + r * C, *xr = x + r * C;
+                const float m = mean[r], s = rstd[r];
+                float sg = 0.0f, sgx = 0.0f;
+#pragma omp simd reduction(+ : sg, sgx)
+                for (int64_t c = 0; c < C; c++) {
+                    const float xhat = (xr[c] - m) * s, g = dyr[c] * gamma[c];
+                    sg += g;
+                    sgx += g * xhat;
+                    pg[c] += dyr[c] * xhat;
+                    pb[c] += dyr[c];
+                }
+                const float mg = sg / C, mgx = sgx / C;
+                float* dxr = dx + r * C;
+                const float* dr = dres ? dres + r * C : nullptr;
+#pragma omp simd
+                for (int64_t c = 0; c < C; c++) {
+                    const float xhat = (xr[c] - m) * s;
+                    const float v = s * (dyr[c] * gamma[c] - mg - xhat * mgx) + (dr ? dr[c] : 0.0f);
+                    dxr[c] = v;
+                    ps[c] += v;
+                }
+            }
+        }
+#pragma omp for simd schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            float g = 0.0f, be = 0.0f, su = 0.0f;
+            for (int64_t b = 0; b < blocks; b++) {
+                g += work[3 * b * C + c];
+                be += work[3 * b * C + C + c];
+                su += work[3 * b * C + 2 * C + c];
+            }
+            dgamma[c] = g;
+            if (dbeta) dbeta[c] = be;
+            if (dsum) dsum[c] = su;
+        }
+    }
+}
+
 }  // extern "C"

@@ -30,6 +30,7 @@ intra-op thread count (``torch.set_num_threads``), one (batch, head) per task fo
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from pathlib import Path
 
@@ -66,6 +67,15 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.slope_work_floats.restype = ctypes.c_int64
     lib.gelu_slope_backward.argtypes = [_p] * 4 + [ctypes.c_int64, ctypes.c_int64, _i]
     lib.gelu_slope_backward.restype = None
+    _i64, _f = ctypes.c_int64, ctypes.c_float
+    lib.layer_norm_forward.argtypes = [_p] * 8 + [_i64, _i64, _f, _i]
+    lib.layer_norm_forward.restype = None
+    lib.residual_add.argtypes = [_p] * 3 + [_i64, _i64, _i]
+    lib.residual_add.restype = None
+    lib.layer_norm_work_floats.argtypes = [_i64, _i64]
+    lib.layer_norm_work_floats.restype = _i64
+    lib.layer_norm_backward.argtypes = [_p] * 11 + [_i64, _i64, _i]
+    lib.layer_norm_backward.restype = None
 
 
 library = Library(
@@ -108,6 +118,18 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
+# record_function costs 5 us a call even with no profiler running (ten a block): name the
+# kernels only when one runs.
+_profiler_enabled = getattr(torch._C._autograd, "_profiler_enabled", lambda: True)
+
+
+def profiled(name: str):
+    """The profiler's range ``scratchllm::name`` when a profiler runs, else nothing."""
+    if _profiler_enabled():
+        return torch.profiler.record_function(f"scratchllm::{name}")
+    return contextlib.nullcontext()
+
+
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -124,7 +146,7 @@ def _attention_forward(qkv: torch.Tensor, bias: torch.Tensor | None, n_head: int
     y = qkv.new_empty(B, T, C)
     weights = qkv.new_empty(B, n_head, T, _row_stride(T))
     work = _work(T, C // n_head)  # held here: the kernel writes into it
-    with torch.profiler.record_function("scratchllm::attention_forward"):
+    with profiled("attention_forward"):
         _lib().attention_forward(
             qkv.data_ptr(), _ptr(bias), y.data_ptr(), weights.data_ptr(), work.data_ptr(),
             B, T, n_head, C // n_head, torch.get_num_threads(),
@@ -141,7 +163,7 @@ def _attention_backward(ctx, dy: torch.Tensor, bias_grad: bool):
     dqkv, work = torch.empty_like(qkv), _work(T, D)
     db = qkv.new_empty(C3) if bias_grad else None
     partial = qkv.new_empty(B, C3) if bias_grad else None
-    with torch.profiler.record_function("scratchllm::attention_backward"):
+    with profiled("attention_backward"):
         _lib().attention_backward(
             qkv.data_ptr(), y.data_ptr(), weights.data_ptr(), dy.data_ptr(), dqkv.data_ptr(),
             _ptr(db), _ptr(partial), work.data_ptr(), B, T, ctx.n_head, D,
@@ -227,7 +249,7 @@ class _Gelu(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()
         dx = torch.empty_like(x)
-        with torch.profiler.record_function("scratchllm::gelu_backward"):
+        with profiled("gelu_backward"):
             _lib().gelu_backward(
                 x.data_ptr(), dy.data_ptr(), dx.data_ptr(), x.numel(), torch.get_num_threads()
             )
@@ -248,7 +270,7 @@ class _GeluMLP(torch.autograd.Function):
     def forward(ctx, x, w_fc, b_fc, w_proj, b_proj):
         h = x @ w_fc.t()  # the kernel adds the bias
         a = torch.empty_like(h)
-        with torch.profiler.record_function("scratchllm::gelu_forward"):
+        with profiled("gelu_forward"):
             _lib().gelu_forward_slope(
                 h.data_ptr(), _ptr(b_fc), a.data_ptr(), *h.shape, torch.get_num_threads()
             )
@@ -269,7 +291,7 @@ class _GeluMLP(torch.autograd.Function):
             dh = dout @ w_proj  # (N, hidden): ours, so the kernel writes over it
             db_fc = dh.new_empty(dh.shape[1]) if need_bfc else None
             work = dh.new_empty(_lib().slope_work_floats(*dh.shape))
-            with torch.profiler.record_function("scratchllm::gelu_backward"):
+            with profiled("gelu_backward"):
                 _lib().gelu_slope_backward(
                     dh.data_ptr(), slope.data_ptr(), _ptr(db_fc), work.data_ptr(),
                     *dh.shape, torch.get_num_threads(),

@@ -3,7 +3,9 @@
     x = x + attn(ln_1(x))     # tokens look at earlier tokens
     x = x + mlp(ln_2(x))      # each token thinks on its own (an MLP or a mixture of experts)
 
-GPT-2's layout and parameter names (``ln_1``, ``attn``, ``ln_2``, ``mlp``).
+GPT-2's layout and parameter names (``ln_1``, ``attn``, ``ln_2``, ``mlp``). When training on a
+CPU, a block that ``models/train_block.py`` takes runs as one Function on its C++ kernels,
+with the same values and gradients.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from scratchllm.configs.models import GPTConfig
+from scratchllm.models import train_block
 from scratchllm.models.layers.attention import CausalSelfAttention
 from scratchllm.models.layers.ffn import MLP, MoE
 from scratchllm.models.layers.norms import make_norm
@@ -50,6 +53,15 @@ class Block(nn.Module):
         ``CausalSelfAttention.forward``); ``token_mask [B, T]`` (False = padding) keeps
         padding out of the MoE's balancing statistics.
         """
+        if (
+            mask is None
+            and is_causal
+            and rope is None
+            and cache is None
+            and not self.is_moe
+            and train_block.fits(self, x)
+        ):  # training on a CPU: the block as one Function on the C++ kernels
+            return train_block.block(self, x), None
         x = x + self.attn(
             self.ln_1(x), mask=mask, is_causal=is_causal, rope=rope, cache=cache, start=start
         )

@@ -1,0 +1,170 @@
+"""A whole pre-norm GPT block as one ``torch.autograd.Function`` for training on a CPU: the
+guarded twin of ``layers.block.Block.forward`` that the block calls when ``fits`` holds.
+
+At a small model's sizes (4 x 128, 768 tokens a step) a block is about thirty PyTorch
+operations and autograd nodes, and what is not a matrix product is mostly passes over
+activations that a few kernels can share. Here the eight matrix products stay PyTorch's, and
+everything between them runs the C++ kernels of ``train_kernel.cpp``:
+
+* ``ln_1``: one pass (``layer_norm_forward``), keeping each row's mean and 1 / std;
+* ``c_attn``'s bias, the causal attention and its softmax weights (``attention_forward``);
+* ``x + c_proj(y)`` and ``ln_2`` of it: one pass that adds the residual and the bias to the
+  product and normalises the sum;
+* ``c_fc``'s bias and the exact GELU, keeping its slope (``gelu_forward_slope``);
+* the last residual add with ``mlp.c_proj``'s bias (``residual_add``).
+
+The backward mirrors it: each layer norm's backward also adds the residual's gradient that
+went around it, and sums the bias gradient of the layer before; the GELU's is one product.
+No bias is copied into every row first, as ``addmm`` does, and no sum of a bias gradient is
+a pass of its own, except ``mlp.c_proj``'s.
+
+``tests/models/test_train_block.py`` holds it equal to the module path (values and every
+gradient, to float32 rounding) and checks that every other block stays on that path: masks,
+caches, RoPE, dropout, RMSNorm, ReLU or tanh GELU, a mixture of experts, LoRA or hooked
+layers, autocast, other dtypes and devices, no gradient, ``train_kernel.enabled = False``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from scratchllm.models import train_kernel
+from scratchllm.models.train_kernel import (
+    _attention_backward,
+    _attention_forward,
+    _lib,
+    profiled,
+)
+
+
+def _has_hooks(block: nn.Module) -> bool:
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in block.modules()
+        if m is not block
+    )
+
+
+def fits(block: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``block(x)`` (no mask, cache or RoPE; the caller checks those) can run as one
+    Function: a LayerNorm / attention / exact-GELU MLP block of plain ``nn.Linear`` layers
+    without dropout, in training with gradients wanted (``train_kernel.linear_fits``), on
+    shapes the attention kernel takes."""
+    from scratchllm.models.layers.ffn import GELU, MLP
+    from scratchllm.models.layers.norms import LayerNorm
+
+    attn, mlp = block.attn, block.mlp
+    dropout = block.training and (attn.dropout > 0 or mlp.dropout.p > 0)
+    return (
+        x.dim() == 3
+        and type(mlp) is MLP
+        and type(block.ln_1) is LayerNorm
+        and type(block.ln_2) is LayerNorm
+        and type(mlp.act) is GELU
+        and mlp.act.approximate == "none"
+        and attn.impl == "sdpa"
+        and not dropout
+        and train_kernel.attention_fits(x.shape[0], x.shape[1], attn.n_head, attn.head_dim)
+        and train_kernel.linear_fits(x, attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)
+        and block.ln_1.weight.dtype == block.ln_2.weight.dtype == torch.float32
+        and not _has_hooks(block)
+    )
+
+
+def _t(n: int, like: torch.Tensor) -> torch.Tensor:
+    return like.new_empty(n)
+
+
+_PROFILED_AS = {"gelu_forward_slope": "gelu_forward", "gelu_slope_backward": "gelu_backward"}
+
+
+def _kernel(name: str, *args) -> None:
+    """The library's function ``name`` on ``args`` (tensors passed by address, None as a null
+    pointer) and PyTorch's thread count."""
+    ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
+    with profiled(_PROFILED_AS.get(name, name)):
+        getattr(_lib(), name)(*ptrs, torch.get_num_threads())
+
+
+class _Block(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, n_head, eps1, eps2, g1, be1, wa, ba, wo, bo, g2, be2, wf, bf, wp, bp):
+        B, T, C = x.shape
+        N = B * T
+        xf = x.reshape(N, C)
+        h1, mean1, rstd1 = torch.empty_like(xf), _t(N, xf), _t(N, xf)
+        _kernel("layer_norm_forward", xf, None, None, g1, be1, h1, mean1, rstd1, N, C, eps1)
+        qkv = (h1 @ wa.t()).view(B, T, 3 * C)
+        y, weights = _attention_forward(qkv, ba, n_head)  # adds c_attn's bias to qkv
+        x1 = y.view(N, C) @ wo.t()  # the next kernel makes it x + c_proj(y) and normalises it
+        h2, mean2, rstd2 = torch.empty_like(xf), _t(N, xf), _t(N, xf)
+        _kernel("layer_norm_forward", x1, xf, bo, g2, be2, h2, mean2, rstd2, N, C, eps2)
+        slope = h2 @ wf.t()  # the kernel writes GELU's slope over it
+        a = torch.empty_like(slope)
+        _kernel("gelu_forward_slope", slope, bf, a, *slope.shape)
+        out = a @ wp.t()
+        _kernel("residual_add", out, x1, bp, N, C)
+        ctx.save_for_backward(
+            qkv, y, weights, xf, mean1, rstd1, h1, x1, mean2, rstd2, h2, slope, a,
+            g1, wa, wo, g2, wf, wp,
+        )  # fmt: skip
+        ctx.n_head = n_head
+        ctx.biases = be1 is not None, ba is not None, bo is not None, be2 is not None
+        return out.view(B, T, C)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout: torch.Tensor):
+        (qkv, y, weights, xf, mean1, rstd1, h1, x1, mean2, rstd2, h2, slope, a,
+         g1, wa, wo, g2, wf, wp) = ctx.saved_tensors  # fmt: skip
+        has_be1, has_ba, has_bo, has_be2 = ctx.biases
+        need = ctx.needs_input_grad
+        N, C = xf.shape
+        lib = _lib()
+        d2 = dout.reshape(N, C).contiguous()
+        # the MLP: its GELU's gradient is written over dh, which sums c_fc's bias gradient
+        dbp = d2.sum(0) if need[15] else None
+        dwp = d2.t() @ a if need[14] else None
+        dh = d2 @ wp
+        dbf = _t(dh.shape[1], dh) if need[13] else None
+        work = _t(lib.slope_work_floats(*dh.shape), dh)
+        _kernel("gelu_slope_backward", dh, slope, dbf, work, *dh.shape)
+        dwf = dh.t() @ h2 if need[12] else None
+        # dx1 = d2 (around ln_2) + ln_2's backward; dx1's column sums: c_proj's bias gradient
+        dh2 = dh @ wf
+        dx1, dg2 = torch.empty_like(dh2), _t(C, dh2)
+        dbe2 = _t(C, dh2) if has_be2 else None
+        dbo = _t(C, dh2) if has_bo else None
+        work = _t(lib.layer_norm_work_floats(N, C), dh2)
+        _kernel(
+            "layer_norm_backward", dh2, x1, mean2, rstd2, g2, d2, dx1, dg2, dbe2, dbo, work, N, C
+        )
+        # attention, then dx = dx1 (around ln_1) + ln_1's backward, written over dh1
+        dwo = dx1.t() @ y.view(N, C) if need[8] else None
+        dqkv, dba = _attention_backward(ctx, (dx1 @ wo).view(y.shape), has_ba)
+        dqkv = dqkv.view(N, 3 * C)
+        dwa = dqkv.t() @ h1 if need[6] else None
+        dx = dqkv @ wa
+        dg1 = _t(C, dx)
+        dbe1 = _t(C, dx) if has_be1 else None
+        _kernel(
+            "layer_norm_backward", dx, xf, mean1, rstd1, g1, dx1, dx, dg1, dbe1, None, work, N, C
+        )
+        grads = (
+            dx.view(y.shape), None, None, None, dg1, dbe1, dwa, dba, dwo, dbo, dg2, dbe2,
+            dwf, dbf, dwp, dbp,
+        )  # fmt: skip
+        return tuple(g if n else None for g, n in zip(grads, need))
+
+
+def block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``blk(x)``'s new residual stream, as one Function. The caller checks ``fits``."""
+    attn, mlp, ln_1, ln_2 = blk.attn, blk.mlp, blk.ln_1, blk.ln_2
+    return _Block.apply(
+        x.contiguous(), attn.n_head, ln_1.eps, ln_2.eps,
+        ln_1.weight, ln_1.bias, attn.c_attn.weight, attn.c_attn.bias,
+        attn.c_proj.weight, attn.c_proj.bias, ln_2.weight, ln_2.bias,
+        mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias,
+    )  # fmt: skip
