@@ -180,3 +180,15 @@ def test_every_other_block_stays_on_the_module_path(case, make, kwargs):
 
     assert not ran_block(step), case
     assert train_block.fits(block(), torch.randn(2, 9, 32, requires_grad=True))  # the control
+
+
+def test_a_block_that_does_not_fit_keeps_the_kernels_of_its_parts():
+    blk = block(norm="rmsnorm")
+    x = torch.randn(2, 9, 32, requires_grad=True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        blk(x)[0].sum().backward()
+    ran = {e.key for e in prof.key_averages() if e.key.startswith("scratchllm::")}
+    assert ran == {
+        "scratchllm::attention_forward", "scratchllm::attention_backward",
+        "scratchllm::gelu_forward", "scratchllm::gelu_backward",
+    }  # fmt: skip

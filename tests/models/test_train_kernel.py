@@ -342,3 +342,87 @@ def test_a_failed_build_warns_once_and_training_falls_back(monkeypatch, tmp_path
         assert kernel_events(lambda: loss_and_grads(model, idx)) == set()
     with pytest.raises(RuntimeError, match="training kernel is unavailable: .*no-such"):
         train_kernel.gelu(torch.randn(3, requires_grad=True))
+
+
+def clip_inputs(seed: int) -> list[torch.Tensor]:
+    torch.manual_seed(seed)
+    # chunks of 16384 floats: sizes below, at and across the boundary, and one float
+    return [torch.randn(n) for n in (16384, 16385, 1, 128 * 512, 7, 3 * 16384 + 5)]
+
+
+def torch_clip(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_`` on parameters holding ``grads``, which it clips in place."""
+    params = [torch.nn.Parameter(torch.empty_like(g)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+@pytest.mark.parametrize("max_norm", [1.0, 1e6])  # active, inactive
+def test_the_clip_equals_clip_grad_norm(max_norm):
+    ours, ref = clip_inputs(0), clip_inputs(0)
+    norm = train_kernel.clip_grad_norm(ours, max_norm)
+    ref_norm = torch_clip(ref, max_norm)
+    torch.testing.assert_close(norm, ref_norm, atol=0, rtol=1e-6)
+    for a, b, original in zip(ours, ref, clip_inputs(0)):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-6)
+        if max_norm > norm:
+            assert torch.equal(a, original)  # an inactive clip changes nothing
+    assert not torch.equal(ours[0], clip_inputs(0)[0]) or max_norm > norm
+
+
+def test_the_clip_is_bitwise_the_same_on_any_thread_count_and_passes_nans_on():
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            tensors = clip_inputs(1)
+            runs.append((train_kernel.clip_grad_norm(tensors, 1.0), tensors))
+    finally:
+        torch.set_num_threads(threads)
+    for norm, tensors in runs[1:]:
+        assert torch.equal(norm, runs[0][0])
+        assert all(torch.equal(a, b) for a, b in zip(tensors, runs[0][1]))
+    ours, ref = clip_inputs(2), clip_inputs(2)
+    ours[1][5] = ref[1][5] = float("nan")
+    assert train_kernel.clip_grad_norm(ours, 1.0).isnan()
+    assert torch_clip(ref, 1.0).isnan()
+    assert all(a.isnan().all() and b.isnan().all() for a, b in zip(ours, ref))  # as PyTorch
+
+
+def test_the_clip_leaves_what_it_does_not_take_to_pytorch():
+    for tensors in (
+        [torch.randn(10, dtype=torch.float64)],
+        [torch.randn(4, 6).t()],  # not contiguous
+        [],
+    ):
+        before = [t.clone() for t in tensors]
+        assert train_kernel.clip_grad_norm(tensors, 1e-3) is None
+        assert all(torch.equal(a, b) for a, b in zip(tensors, before))
+
+
+def test_the_trainers_steps_on_the_kernels_equal_pytorchs_path():
+    """Three updates of ``train_step_fn`` (the Trainer's step: clip active, fused AdamW).
+    An eps of 1 keeps AdamW's steps proportional to the gradients: with the usual 1e-8 it
+    divides a gradient by its own size, and a gradient that is zero in exact arithmetic
+    (the keys' bias) steps by the learning rate either way on its rounding alone."""
+    from scratchllm.training import TrainConfig, train_step_fn
+
+    cfg = TrainConfig(lr=1e-2, eps=1.0, grad_clip=0.5, warmup_iters=0, device="cpu", progress=False)
+    batches = [
+        torch.randint(0, 37, (3, 33), generator=torch.Generator().manual_seed(i)) for i in range(3)
+    ]
+    models = []
+    for kernels in (True, False):
+        model = gpt()
+        step = train_step_fn(model, cfg, "cpu")
+        train_kernel.enabled = kernels
+        try:
+            ran = kernel_events(lambda s=step: [s(b[:, :-1], b[:, 1:]) for b in batches])
+        finally:
+            train_kernel.enabled = True
+        assert bool(ran) == kernels
+        models.append(model)
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")

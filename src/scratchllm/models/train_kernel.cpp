@@ -484,4 +484,77 @@ void layer_norm_backward(const float* dy, const float* x, const float* mean, con
     }
 }
 
+// -- the global gradient norm for clipping (training/step.py) -----------------------------
+
+constexpr int64_t NORM_CHUNK = 16384;
+
+int64_t norm_chunks(const int64_t* sizes, int n) {
+    int64_t chunks = 0;
+    for (int i = 0; i < n; i++) chunks += (sizes[i] + NORM_CHUNK - 1) / NORM_CHUNK;
+    return chunks;
+}
+
+}  // extern "C"
+
+// Where chunk k of the arrays starts, and its length (a walk over tens of arrays).
+template <class F>
+static F* chunk(F* const* ptrs, const int64_t* sizes, int64_t k, int64_t* len) {
+    int i = 0;
+    while (k >= (sizes[i] + NORM_CHUNK - 1) / NORM_CHUNK) k -= (sizes[i++] + NORM_CHUNK - 1) / NORM_CHUNK;
+    *len = std::min(NORM_CHUNK, sizes[i] - k * NORM_CHUNK);
+    return ptrs[i] + k * NORM_CHUNK;
+}
+
+extern "C" {
+
+// sqrt of the sum of squares of n arrays, in one parallel pass: each chunk of NORM_CHUNK
+// floats of an array is summed in double into partial (norm_chunks(sizes, n) doubles), then
+// the chunks in order, so the result does not depend on the thread count. PyTorch's
+// clip_grad_norm_ takes one norm per array (one call each) and then the norm of those.
+float global_norm(const float* const* ptrs, const int64_t* sizes, int n, double* partial,
+                  int n_threads) {
+    const int64_t chunks = norm_chunks(sizes, n);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t len;
+        const float* p = chunk(ptrs, sizes, k, &len);
+        double sum = 0.0;
+        for (int64_t j0 = 0; j0 < len; j0 += 1024) {  // 16 float lanes over 1024, then double
+            const int64_t j1 = std::min(len, j0 + 1024);
+            v16 acc{};
+            int64_t j = j0;
+            for (; j + 16 <= j1; j += 16) {
+                const v16 v = load16(p + j);
+                acc += v * v;
+            }
+            float tail = 0.0f;
+            for (; j < j1; j++) tail += p[j] * p[j];
+            sum += (double)hsum(acc) + tail;
+        }
+        partial[k] = sum;
+    }
+    double total = 0.0;
+    for (int64_t k = 0; k < chunks; k++) total += partial[k];
+    return (float)std::sqrt(total);
+}
+
+// Clip the arrays in place to global norm max_norm, as clip_grad_norm_ does: the norm (as
+// global_norm) and, where it exceeds max_norm, every element times
+// max_norm / (norm + 1e-6), in float32. Returns the norm before clipping.
+float clip_global_norm(float* const* ptrs, const int64_t* sizes, int n, float max_norm,
+                       double* partial, int n_threads) {
+    const float norm = global_norm(ptrs, sizes, n, partial, n_threads);
+    const float coef = max_norm / (norm + 1e-6f);
+    if (coef >= 1.0f) return norm;  // clamped to 1: nothing changes (a NaN norm scales by NaN)
+    const int64_t chunks = norm_chunks(sizes, n);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t len;
+        float* p = chunk(ptrs, sizes, k, &len);
+#pragma omp simd
+        for (int64_t j = 0; j < len; j++) p[j] *= coef;
+    }
+    return norm;
+}
+
 }  // extern "C"

@@ -76,6 +76,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.layer_norm_work_floats.restype = _i64
     lib.layer_norm_backward.argtypes = [_p] * 11 + [_i64, _i64, _i]
     lib.layer_norm_backward.restype = None
+    lib.norm_chunks.argtypes = [_p, _i]
+    lib.norm_chunks.restype = _i64
+    lib.global_norm.argtypes = [_p, _p, _i, _p, _i]
+    lib.global_norm.restype = ctypes.c_float
+    lib.clip_global_norm.argtypes = [_p, _p, _i, _f, _p, _i]
+    lib.clip_global_norm.restype = ctypes.c_float
 
 
 library = Library(
@@ -340,3 +346,32 @@ def gelu_mlp(x: torch.Tensor, c_fc: torch.nn.Linear, c_proj: torch.nn.Linear) ->
         flat = flat.contiguous()
     out = _GeluMLP.apply(flat, c_fc.weight, c_fc.bias, c_proj.weight, c_proj.bias)
     return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def clip_grad_norm(tensors: list[torch.Tensor], max_norm: float) -> torch.Tensor | None:
+    """``torch.nn.utils.clip_grad_norm_(tensors, max_norm)`` in one call of the kernel: the
+    norm in one pass and, where it exceeds ``max_norm``, the scaling in a second, where
+    PyTorch takes a norm per tensor and scales each (about a hundred operations for a small
+    GPT). Returns the norm before clipping as a float32 scalar tensor, or None when the
+    kernel does not take ``tensors`` (not all contiguous float32 CPU tensors, ``enabled``
+    off, or no library): then nothing was changed."""
+    if not (
+        enabled
+        and tensors
+        and all(
+            t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+            for t in tensors
+        )
+    ):
+        return None
+    lib = library.load()
+    if lib is None:
+        return None
+    n = len(tensors)
+    ptrs = (ctypes.c_void_p * n)(*(t.data_ptr() for t in tensors))
+    sizes = (ctypes.c_int64 * n)(*(t.numel() for t in tensors))
+    partial = torch.empty(lib.norm_chunks(sizes, n), dtype=torch.float64)
+    norm = lib.clip_global_norm(
+        ptrs, sizes, n, max_norm, partial.data_ptr(), torch.get_num_threads()
+    )
+    return torch.tensor(norm, dtype=torch.float32)
