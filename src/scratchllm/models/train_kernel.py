@@ -309,31 +309,41 @@ class _GeluMLP(torch.autograd.Function):
 
 def _plain_linear(m: torch.nn.Module) -> bool:
     """An ``nn.Linear`` itself (not a LoRA or quantised layer) with float32 CPU weights and no
-    hooks that the fused MLP would skip."""
+    hooks that the fused MLP would skip. (Parameters read from ``_parameters``: a module's
+    ``__getattr__`` costs half a microsecond, and this runs for every layer's call.)"""
+    if type(m) is not torch.nn.Linear:
+        return False
+    w, b = m._parameters["weight"], m._parameters["bias"]
     return (
-        type(m) is torch.nn.Linear
-        and m.weight.device.type == "cpu"
-        and m.weight.dtype == torch.float32
-        and (m.bias is None or m.bias.dtype == torch.float32)
-        and not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks)
+        w.is_cpu
+        and w.dtype is torch.float32
+        and (b is None or b.dtype is torch.float32)
+        and not (m._forward_hooks or m._forward_pre_hooks)
+        and not (m._backward_hooks or m._backward_pre_hooks)
     )
+
+
+def _trains(m: torch.nn.Module) -> bool:
+    w, b = m._parameters["weight"], m._parameters["bias"]
+    return w.requires_grad or (b is not None and b.requires_grad)
 
 
 def linear_fits(x: torch.Tensor, *linears: torch.nn.Module) -> bool:
     """Whether a kernel that computes these layers' products itself (``linear_attention``,
     ``gelu_mlp``) takes them on ``x``: plain float32 ``nn.Linear`` layers on a float32 CPU
-    input, gradients wanted, no autocast, not compiling, the library built."""
+    input, gradients wanted, no autocast, not compiling, the library built. (Checked on
+    every layer's call, so written for speed: a block asks about 1 us of it.)"""
+    module = torch.nn.modules.module
     return (
         enabled
+        and x.is_cpu
+        and x.dtype is torch.float32
         and torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
         and all(_plain_linear(m) for m in linears)
-        and (x.requires_grad or any(p.requires_grad for m in linears for p in m.parameters()))
+        and (x.requires_grad or any(_trains(m) for m in linears))
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
-        and not torch.nn.modules.module._global_forward_hooks
-        and not torch.nn.modules.module._global_forward_pre_hooks
+        and not (module._global_forward_hooks or module._global_forward_pre_hooks)
         and library.load() is not None
     )
 
@@ -358,10 +368,7 @@ def clip_grad_norm(tensors: list[torch.Tensor], max_norm: float) -> torch.Tensor
     if not (
         enabled
         and tensors
-        and all(
-            t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
-            for t in tensors
-        )
+        and all(t.is_cpu and t.dtype is torch.float32 and t.is_contiguous() for t in tensors)
     ):
         return None
     lib = library.load()
