@@ -9,10 +9,11 @@ CPU, dropout 0, AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1:
   update ``Trainer`` takes (``scratchllm train``): the schedule's lr, forward, backward,
   the global-norm clip at 1.0, fused AdamW with decay on matrices only
   (``configure_optimizer``), zero_grad. Ours does strictly more work (the clip).
-  Attention and the GELU's backward run the C++ training kernels
-  (``models/train_kernel.py``), as they do in ``scratchllm train`` on a CPU; the row
-  ``scratchllm torch ops`` is the same step with them off, on the same PyTorch kernels as
-  HF's (``--no-torch-ops`` skips it).
+  Each block runs as one autograd Function on the C++ training kernels
+  (``models/train_block.py``: layer norms, attention, the GELU, residual adds and biases
+  between PyTorch's matrix products) and the clip is one C++ call, as in ``scratchllm
+  train`` on a CPU; the row ``scratchllm torch ops`` is the same step with them off, on
+  the same PyTorch kernels as HF's (``--no-torch-ops`` skips it).
 * Both run with glibc keeping freed memory for reuse (``scratchllm.memory``), as
   ``scratchllm train`` does on CPU: it is process-wide, so HF's step gets it too. Without
   it (``--malloc-default``) a 6 x 384 step takes 13,000-58,000 page faults instead of 200-320.
@@ -48,8 +49,8 @@ no causal discount), which 6N leaves out and which cost a seventh of the step at
 ``--levers`` times the pieces of the update around forward/backward side by side on
 the small model's own parameters and gradients: AdamW fused (what ``configure_optimizer``
 picks) vs foreach vs the per-parameter for-loop, and the gradient clip foreach vs loop.
-``--kernels`` times each C++ training kernel against the PyTorch ops it replaces, on the
-config's shapes (attention forward + backward, the GELU's backward).
+``--kernels`` times the fused layers against the PyTorch ops they replace, on the config's
+shapes, forward + backward: ``c_attn`` with attention, and the MLP.
 
     python benchmarks/bench_train_throughput.py            # small and baby
     python benchmarks/bench_train_throughput.py --quick    # small only

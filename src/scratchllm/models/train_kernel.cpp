@@ -1,4 +1,5 @@
-// Three pieces of a CPU training step, forward and backward, called from train_kernel.py:
+// The passes of a CPU training step that are not matrix products, forward and backward,
+// called from train_kernel.py and train_block.py (which keep the products PyTorch's):
 //
 // * causal self-attention from c_attn's output: qkv (B, T, 3C) in, y (B, T, C) out, heads
 //   side by side, ready for c_proj; the backward writes dqkv in qkv's layout. PyTorch's path
@@ -6,19 +7,25 @@
 //   backward) and copies y and the three gradients back. At the short sequences of a small
 //   model the flash kernel's blocking costs more than the arithmetic; here each (batch, head)
 //   is one task that keeps the softmax weights P (B, H, T, Tp) from the forward, and every
-//   product is a register-tiled loop over one head's rows.
-// * the exact GELU's backward, which evaluates one exponential where PyTorch's evaluates erf
-//   and exp (the forward stays PyTorch's, which is as fast as this could be);
-// * the MLP's GELU, whose forward also keeps the slope, so its backward is one product that
-//   also sums c_fc's bias gradient (the matrix products stay PyTorch's).
+//   product is a register-tiled loop over one head's rows. c_attn's bias is added, and its
+//   gradient summed, inside the same tasks.
+// * the exact GELU: alone, its backward, which evaluates one exponential where PyTorch's
+//   evaluates erf and exp; in an MLP, a forward that adds c_fc's bias and keeps the slope,
+//   so the backward is one product that also sums the bias gradient;
+// * layer norm, whose forward can first add a residual and a bias, and whose backward adds
+//   the residual's gradient and sums the bias gradient of the layer before; a residual add;
+// * the global gradient norm and the clip.
 //
-// Formulas are the modules' (attention.py, ffn.py); only the order of additions differs, so
-// results agree with PyTorch's to float32 rounding (tests/models/test_train_kernel.py), and
-// that order depends on neither the batch nor the threads. Layouts: row-major float32;
-// Tp = T rounded up to 16 is P's row stride; a row's columns past its query are zeros for
-// at least 16 columns (zero_after), and nothing reads further.
+// Formulas are the modules' (attention.py, ffn.py, norms.py, torch's clip_grad_norm_); only
+// the order of additions differs, so results agree with PyTorch's to float32 rounding
+// (tests/models/test_train_kernel.py, test_train_block.py), and that order depends on
+// neither the batch nor the threads: sums over rows run over fixed blocks of rows, then the
+// blocks in order. Layouts: row-major float32; Tp = T rounded up to 16 is P's row stride; a
+// row's columns past its query are zeros for at least 16 columns (zero_after), and nothing
+// reads further.
 //
-// Built by cpp_library.py with: g++ -O3 -march=native -fopenmp -shared -fPIC -std=c++17.
+// Built by cpp_library.py with: g++ -O3 -march=native [-mprefer-vector-width=512] -fopenmp
+// -shared -fPIC -std=c++17.
 
 #include <algorithm>
 #include <cmath>

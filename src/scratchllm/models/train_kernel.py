@@ -1,31 +1,39 @@
-"""The optional C++ training kernels (``train_kernel.cpp``): causal attention, forward and
-backward, and the exact GELU's backward, as ``torch.autograd.Function``s.
+"""The optional C++ training kernels (``train_kernel.cpp``), as ``torch.autograd.Function``s
+and plain calls.
 
 A small model's training step on a CPU spends a third of its time outside the matrix
-products (``benchmarks/bench_train_throughput.py --breakdown``). Two pieces of that are
-worth a kernel of their own:
+products (``benchmarks/bench_train_throughput.py --breakdown``), mostly in passes over
+activations. The kernels share those passes:
 
 * **Causal self-attention** from ``c_attn``'s output. PyTorch's path copies q, k and v
   into heads, runs the flash-attention kernel, copies the heads back side by side, and in
   the backward recomputes the scores and concatenates three gradients. Here the forward
-  reads ``qkv [B, T, 3C]`` in place, keeps the softmax weights ``[B, H, T, T]`` for the
-  backward and writes ``y [B, T, C]``; the backward writes the gradient of ``qkv`` in its
-  own layout. At the short sequences this is for (``MAX_T``), the weights take no more
-  memory than one layer's MLP activations, and keeping them saves the recomputation.
-* **The exact GELU's backward**, which evaluates one exponential where PyTorch's
-  ``gelu_backward`` evaluates erf and exp (the forward is PyTorch's ``F.gelu``).
+  reads ``qkv [B, T, 3C]`` in place (adding ``c_attn``'s bias, ``linear_attention``), keeps
+  the softmax weights ``[B, H, T, T]`` for the backward and writes ``y [B, T, C]``; the
+  backward writes the gradient of ``qkv`` in its own layout and sums the bias gradient.
+  At the short sequences this is for (``MAX_T``), the weights take no more memory than one
+  layer's MLP activations, and keeping them saves the recomputation.
+* **The exact GELU.** Inside an MLP (``gelu_mlp``) the forward adds ``c_fc``'s bias and
+  keeps the GELU's slope, so that the backward is one product that also sums the bias
+  gradient. Alone (``gelu``, e.g. after a LoRA layer), the forward is PyTorch's ``F.gelu``
+  and the backward evaluates one exponential where PyTorch's evaluates erf and exp.
+* **Layer norm and residual adds**, for the whole block of ``train_block.py``.
+* **The gradient clip** (``clip_grad_norm``): the global norm in one pass and the scaling
+  in a second, for the Trainer's step.
 
-``CausalSelfAttention`` and ``ffn.GELU`` call them when ``wants(x)``: a float32 CPU tensor that
-needs a gradient, outside ``torch.compile``, with the library built; everything else
-(inference, other devices and dtypes, masks, caches, RoPE, dropout on the weights) stays
-on PyTorch's path, which remains the reference: ``tests/models/test_train_kernel.py``
-holds the two equal in values and gradients. Set ``train_kernel.enabled = False`` to train
-on PyTorch's path anyway (the ``scratchllm torch ops`` row of
-``bench_train_throughput.py``).
+``CausalSelfAttention``, ``MLP``, ``ffn.GELU`` and ``Block`` call them when training a
+float32 model on a CPU (``wants``, ``linear_fits``, ``train_block.fits``), outside
+``torch.compile``, with the library built; everything else (inference, other devices and
+dtypes, masks, caches, RoPE, dropout, LoRA or hooked layers, autocast) stays on PyTorch's
+path, which remains the reference: ``tests/models/test_train_kernel.py`` and
+``tests/models/test_train_block.py`` hold the two equal in values and gradients. Set
+``train_kernel.enabled = False`` to train on PyTorch's path anyway (the ``scratchllm torch
+ops`` row of ``bench_train_throughput.py``).
 
 The library is built on first use like the decode step (``cpp_library``); where it cannot
 be, a warning says so once and training runs PyTorch's path. The kernels use PyTorch's
-intra-op thread count (``torch.set_num_threads``), one (batch, head) per task for attention.
+intra-op thread count (``torch.set_num_threads``), and every sum they make runs in an
+order that does not depend on it.
 """
 
 from __future__ import annotations
@@ -78,8 +86,6 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.layer_norm_backward.restype = None
     lib.norm_chunks.argtypes = [_p, _i]
     lib.norm_chunks.restype = _i64
-    lib.global_norm.argtypes = [_p, _p, _i, _p, _i]
-    lib.global_norm.restype = ctypes.c_float
     lib.clip_global_norm.argtypes = [_p, _p, _i, _f, _p, _i]
     lib.clip_global_norm.restype = ctypes.c_float
 
