@@ -19,9 +19,10 @@ No bias is copied into every row first, as ``addmm`` does, and no sum of a bias 
 a pass of its own, except ``mlp.c_proj``'s.
 
 ``tests/models/test_train_block.py`` holds it equal to the module path (values and every
-gradient, to float32 rounding) and checks that every other block stays on that path: masks,
-caches, RoPE, dropout, RMSNorm, ReLU or tanh GELU, a mixture of experts, LoRA or hooked
-layers, autocast, other dtypes and devices, no gradient, ``train_kernel.enabled = False``.
+gradient, to float32 rounding) and checks that every other block stays on that path: a mask,
+not causal, dropout, RMSNorm, ReLU or tanh GELU, a mixture of experts, heads not a
+multiple of 16 wide, LoRA or hooked layers, autocast, float64, no gradient,
+``train_kernel.enabled = False`` (and the checks keep other devices there too).
 """
 
 from __future__ import annotations
