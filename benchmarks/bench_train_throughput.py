@@ -50,13 +50,16 @@ no causal discount), which 6N leaves out and which cost a seventh of the step at
 the small model's own parameters and gradients: AdamW fused (what ``configure_optimizer``
 picks) vs foreach vs the per-parameter for-loop, and the gradient clip foreach vs loop.
 ``--kernels`` times the fused layers against the PyTorch ops they replace, on the config's
-shapes, forward + backward: ``c_attn`` with attention, and the MLP.
+shapes, forward + backward: ``c_attn`` with attention, and the MLP. ``--fixed-cost`` times
+every step on one row of 16 tokens, where what is left is the cost a step pays whatever
+its batch.
 
     python benchmarks/bench_train_throughput.py            # small and baby
     python benchmarks/bench_train_throughput.py --quick    # small only
     python benchmarks/bench_train_throughput.py --breakdown  # + where our step's time goes
     python benchmarks/bench_train_throughput.py --quick --levers  # + optimizer / clip variants
     python benchmarks/bench_train_throughput.py --kernels  # + the C++ kernels vs PyTorch's ops
+    python benchmarks/bench_train_throughput.py --quick --fixed-cost  # + steps on 1 x 16 tokens
     python benchmarks/bench_train_throughput.py --quick --compile  # + ours under torch.compile
 """
 
@@ -353,6 +356,17 @@ def kernel_pieces(H: int, C: int, T: int, B: int, rounds: int = 7) -> None:
               f"{ratio:5.2f}x the time  max rel. diff {diff:.1e}")  # fmt: skip
 
 
+def fixed_cost(steps: dict, T: int, rounds: int) -> None:
+    """Each step on batches of one row of 16 tokens, where the arithmetic is next to nothing:
+    what is left is Python, PyTorch's dispatch and autograd, and the passes over the weights,
+    their gradients and AdamW's state, none of which shrink with the batch."""
+    rows = [chunk[:1, : min(T, 16) + 1] for chunk in make_batches(T, 1, 12)]
+    timing = time_rounds(steps, rows, 2, rounds)
+    print("  the same steps on 1 x 16 tokens (the fixed cost of a step):")
+    for impl, t in timing.items():
+        print(f"    {impl:<20} {t['seconds'] * 1e3:7.2f} ms/iter")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small config only")
@@ -383,6 +397,11 @@ def main() -> None:
     parser.add_argument(
         "--kernels", action="store_true",
         help="also time the C++ training kernels against the PyTorch ops they replace",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fixed-cost", action="store_true",
+        help="also time each step on one row of 16 tokens: the cost that does not shrink with "
+        "the batch",
     )  # fmt: skip
     args = parser.parse_args()
     hf_act = args.hf_act or HF_ACT[args.act]
@@ -439,6 +458,8 @@ def main() -> None:
             levers(ours, timing["scratchllm"]["seconds"])
         if args.kernels:
             kernel_pieces(H, C, T, B, rounds=args.rounds)
+        if args.fixed_cost:
+            fixed_cost(steps, T, args.rounds)
         del hf, ours, steps
     print("\nGoals: small >= 1.25x HF and MFU >= 60%; baby MFU >= 80% (MFU = 6N only).")
 

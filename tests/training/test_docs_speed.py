@@ -25,7 +25,8 @@ def bench_commands() -> list[list[str]]:
 def test_the_page_shows_each_flag_of_the_benchmark():
     flags = {arg for command in bench_commands() for arg in command if arg.startswith("--")}
     assert {command[1] for command in bench_commands()} == {SCRIPT}
-    assert {"--breakdown", "--compile", "--hf-act", "--levers", "--kernels"} <= flags
+    shown = {"--breakdown", "--compile", "--hf-act", "--levers", "--kernels", "--fixed-cost"}
+    assert shown <= flags
 
 
 @pytest.mark.slow
@@ -47,3 +48,4 @@ def test_the_benchmark_command_runs_quick(command):
     assert ("MFU bound, matmul only" in out) == ("--breakdown" in command)
     assert ("AdamW fused" in out) == ("--levers" in command)
     assert ("C++ training kernels vs PyTorch's ops" in out) == ("--kernels" in command)
+    assert ("the fixed cost of a step" in out) == ("--fixed-cost" in command)
