@@ -47,7 +47,7 @@ from torch.autograd.function import once_differentiable
 
 from scratchllm.models.cpp_library import Library
 
-enabled = True  # False: attention and GELU always run PyTorch's kernels
+enabled = True  # False: training always runs PyTorch's kernels
 
 # The attention kernel keeps B * H * T^2 softmax weights per layer for the backward (B 8,
 # 6 heads, T 256: 12.6 MB), where the flash kernel keeps one number per row. It takes
@@ -56,44 +56,37 @@ enabled = True  # False: attention and GELU always run PyTorch's kernels
 MAX_T = 512
 MAX_WEIGHTS_BYTES = 32 << 20
 
-_p = ctypes.c_void_p
-_i = ctypes.c_int32
+_p, _i, _i64, _f = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_float
+
+# Each function of train_kernel.cpp: (argument types, return type). The last int of each
+# kernel is the thread count.
+_SIGNATURES = {
+    "attention_work_floats": ([_i, _i], _i64),
+    "attention_forward": ([_p] * 5 + [_i] * 5, None),
+    "attention_backward": ([_p] * 8 + [_i] * 5, None),
+    "gelu_backward": ([_p] * 3 + [_i64, _i], None),
+    "gelu_forward_slope": ([_p] * 3 + [_i64, _i64, _i], None),
+    "slope_work_floats": ([_i64, _i64], _i64),
+    "gelu_slope_backward": ([_p] * 4 + [_i64, _i64, _i], None),
+    "layer_norm_forward": ([_p] * 8 + [_i64, _i64, _f, _i], None),
+    "residual_add": ([_p] * 3 + [_i64, _i64, _i], None),
+    "layer_norm_work_floats": ([_i64, _i64], _i64),
+    "layer_norm_backward": ([_p] * 11 + [_i64, _i64, _i], None),
+    "norm_chunks": ([_p, _i], _i64),
+    "clip_global_norm": ([_p, _p, _i, _f, _p, _i], _f),
+}
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    lib.attention_work_floats.argtypes = [_i, _i]
-    lib.attention_work_floats.restype = ctypes.c_int64
-    lib.attention_forward.argtypes = [_p] * 5 + [_i] * 5
-    lib.attention_forward.restype = None
-    lib.attention_backward.argtypes = [_p] * 8 + [_i] * 5
-    lib.attention_backward.restype = None
-    lib.gelu_backward.argtypes = [_p, _p, _p, ctypes.c_int64, _i]
-    lib.gelu_backward.restype = None
-    lib.gelu_forward_slope.argtypes = [_p] * 3 + [ctypes.c_int64, ctypes.c_int64, _i]
-    lib.gelu_forward_slope.restype = None
-    lib.slope_work_floats.argtypes = [ctypes.c_int64, ctypes.c_int64]
-    lib.slope_work_floats.restype = ctypes.c_int64
-    lib.gelu_slope_backward.argtypes = [_p] * 4 + [ctypes.c_int64, ctypes.c_int64, _i]
-    lib.gelu_slope_backward.restype = None
-    _i64, _f = ctypes.c_int64, ctypes.c_float
-    lib.layer_norm_forward.argtypes = [_p] * 8 + [_i64, _i64, _f, _i]
-    lib.layer_norm_forward.restype = None
-    lib.residual_add.argtypes = [_p] * 3 + [_i64, _i64, _i]
-    lib.residual_add.restype = None
-    lib.layer_norm_work_floats.argtypes = [_i64, _i64]
-    lib.layer_norm_work_floats.restype = _i64
-    lib.layer_norm_backward.argtypes = [_p] * 11 + [_i64, _i64, _i]
-    lib.layer_norm_backward.restype = None
-    lib.norm_chunks.argtypes = [_p, _i]
-    lib.norm_chunks.restype = _i64
-    lib.clip_global_norm.argtypes = [_p, _p, _i, _f, _p, _i]
-    lib.clip_global_norm.restype = ctypes.c_float
+    for name, (argtypes, restype) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, restype
 
 
 library = Library(
     Path(__file__).with_name("train_kernel.cpp"),
     "C++ training kernel",
-    "training uses PyTorch's attention and GELU",
+    "training runs PyTorch's kernels",
     _declare,
 )
 
