@@ -182,8 +182,9 @@ def test_every_other_block_stays_on_the_module_path(case, make, kwargs):
     assert train_block.fits(block(), torch.randn(2, 9, 32, requires_grad=True))  # the control
 
 
-def test_a_block_that_does_not_fit_keeps_the_kernels_of_its_parts():
-    blk = block(norm="rmsnorm")
+@pytest.mark.parametrize("kind", [dict(norm="rmsnorm"), dict(ffn="moe", n_expert=2)])
+def test_a_block_that_does_not_fit_keeps_the_kernels_of_its_parts(kind):
+    blk = block(**kind)
     x = torch.randn(2, 9, 32, requires_grad=True)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         blk(x)[0].sum().backward()
