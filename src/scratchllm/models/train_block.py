@@ -1,10 +1,11 @@
 """A whole pre-norm GPT block as one ``torch.autograd.Function`` for training on a CPU: the
 guarded twin of ``layers.block.Block.forward`` that the block calls when ``fits`` holds.
 
-At a small model's sizes (4 x 128, 768 tokens a step) a block is about thirty PyTorch
-operations and autograd nodes, and what is not a matrix product is mostly passes over
-activations that a few kernels can share. Here the eight matrix products stay PyTorch's, and
-everything between them runs the C++ kernels of ``train_kernel.cpp``:
+At a small model's sizes (4 x 128, 768 tokens a step) a block on PyTorch's path is 88
+operations and 31 autograd nodes, forward and backward, and what is not a matrix product is
+mostly passes over activations that a few kernels can share. Here the eight matrix
+products stay PyTorch's, and everything between them runs the C++ kernels of
+``train_kernel.cpp``:
 
 * ``ln_1``: one pass (``layer_norm_forward``), keeping each row's mean and 1 / std;
 * ``c_attn``'s bias, the causal attention and its softmax weights (``attention_forward``);
