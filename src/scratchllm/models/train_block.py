@@ -36,8 +36,10 @@ from scratchllm.models import train_kernel
 from scratchllm.models.train_kernel import (
     _attention_backward,
     _attention_forward,
+    _kernel,
     _lib,
-    profiled,
+    gelu_keeping_slope,
+    gelu_slope_backward,
 )
 
 
@@ -85,17 +87,6 @@ def _t(n: int, like: torch.Tensor) -> torch.Tensor:
     return like.new_empty(n)
 
 
-_PROFILED_AS = {"gelu_forward_slope": "gelu_forward", "gelu_slope_backward": "gelu_backward"}
-
-
-def _kernel(name: str, *args) -> None:
-    """The library's function ``name`` on ``args`` (tensors passed by address, None as a null
-    pointer) and PyTorch's thread count."""
-    ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
-    with profiled(_PROFILED_AS.get(name, name)):
-        getattr(_lib(), name)(*ptrs, torch.get_num_threads())
-
-
 class _Block(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, n_head, eps1, eps2, g1, be1, wa, ba, wo, bo, g2, be2, wf, bf, wp, bp):
@@ -110,8 +101,7 @@ class _Block(torch.autograd.Function):
         h2, mean2, rstd2 = torch.empty_like(xf), _t(N, xf), _t(N, xf)
         _kernel("layer_norm_forward", x1, xf, bo, g2, be2, h2, mean2, rstd2, N, C, eps2)
         slope = h2 @ wf.t()  # the kernel writes GELU's slope over it
-        a = torch.empty_like(slope)
-        _kernel("gelu_forward_slope", slope, bf, a, *slope.shape)
+        a = gelu_keeping_slope(slope, bf)
         out = a @ wp.t()
         _kernel("residual_add", out, x1, bp, N, C)
         ctx.save_for_backward(
@@ -136,9 +126,7 @@ class _Block(torch.autograd.Function):
         dbp = d2.sum(0) if need[15] else None
         dwp = d2.t() @ a if need[14] else None
         dh = d2 @ wp
-        dbf = _t(dh.shape[1], dh) if need[13] else None
-        work = _t(lib.slope_work_floats(*dh.shape), dh)
-        _kernel("gelu_slope_backward", dh, slope, dbf, work, *dh.shape)
+        dbf = gelu_slope_backward(dh, slope, need[13])
         dwf = dh.t() @ h2 if need[12] else None
         # dx1 = d2 (around ln_2) + ln_2's backward; dx1's column sums: c_proj's bias gradient
         dh2 = dh @ wf

@@ -135,8 +135,15 @@ def profiled(name: str):
     return contextlib.nullcontext()
 
 
-def _ptr(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
+_PROFILED_AS = {"gelu_forward_slope": "gelu_forward", "gelu_slope_backward": "gelu_backward"}
+
+
+def _kernel(name: str, *args) -> None:
+    """The library's function ``name`` on ``args`` (tensors passed by address, None as a null
+    pointer) and PyTorch's thread count, named ``scratchllm::name`` for the profiler."""
+    ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
+    with profiled(_PROFILED_AS.get(name, name)):
+        getattr(_lib(), name)(*ptrs, torch.get_num_threads())
 
 
 def _work(T: int, D: int) -> torch.Tensor:
@@ -151,11 +158,7 @@ def _attention_forward(qkv: torch.Tensor, bias: torch.Tensor | None, n_head: int
     y = qkv.new_empty(B, T, C)
     weights = qkv.new_empty(B, n_head, T, _row_stride(T))
     work = _work(T, C // n_head)  # held here: the kernel writes into it
-    with profiled("attention_forward"):
-        _lib().attention_forward(
-            qkv.data_ptr(), _ptr(bias), y.data_ptr(), weights.data_ptr(), work.data_ptr(),
-            B, T, n_head, C // n_head, torch.get_num_threads(),
-        )  # fmt: skip
+    _kernel("attention_forward", qkv, bias, y, weights, work, B, T, n_head, C // n_head)
     return y, weights
 
 
@@ -168,12 +171,7 @@ def _attention_backward(ctx, dy: torch.Tensor, bias_grad: bool):
     dqkv, work = torch.empty_like(qkv), _work(T, D)
     db = qkv.new_empty(C3) if bias_grad else None
     partial = qkv.new_empty(B, C3) if bias_grad else None
-    with profiled("attention_backward"):
-        _lib().attention_backward(
-            qkv.data_ptr(), y.data_ptr(), weights.data_ptr(), dy.data_ptr(), dqkv.data_ptr(),
-            _ptr(db), _ptr(partial), work.data_ptr(), B, T, ctx.n_head, D,
-            torch.get_num_threads(),
-        )  # fmt: skip
+    _kernel("attention_backward", qkv, y, weights, dy, dqkv, db, partial, work, B, T, ctx.n_head, D)
     return dqkv, db
 
 
@@ -254,10 +252,7 @@ class _Gelu(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()
         dx = torch.empty_like(x)
-        with profiled("gelu_backward"):
-            _lib().gelu_backward(
-                x.data_ptr(), dy.data_ptr(), dx.data_ptr(), x.numel(), torch.get_num_threads()
-            )
+        _kernel("gelu_backward", x, dy, dx, x.numel())
         return dx
 
 
@@ -267,6 +262,23 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return _Gelu.apply(x)
 
 
+def gelu_keeping_slope(h: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``gelu(h + bias)`` for c_fc's product ``h [N, hidden]``, which gets the GELU's slope
+    written over it for ``gelu_slope_backward``."""
+    a = torch.empty_like(h)
+    _kernel("gelu_forward_slope", h, bias, a, *h.shape)
+    return a
+
+
+def gelu_slope_backward(dy: torch.Tensor, slope: torch.Tensor, bias_grad: bool):
+    """``dy * slope``, written over ``dy`` (which must be the caller's own), and its column
+    sums (c_fc's bias gradient) if ``bias_grad``, else None."""
+    db = dy.new_empty(dy.shape[1]) if bias_grad else None
+    work = dy.new_empty(_lib().slope_work_floats(*dy.shape))
+    _kernel("gelu_slope_backward", dy, slope, db, work, *dy.shape)
+    return db
+
+
 class _GeluMLP(torch.autograd.Function):
     """``c_proj(gelu(c_fc(x)))`` on 2-D ``x [N, C]``: PyTorch's matrix products around the
     kernel's GELU, which keeps the slope for the backward (``gelu_forward_slope``)."""
@@ -274,11 +286,7 @@ class _GeluMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_fc, b_fc, w_proj, b_proj):
         h = x @ w_fc.t()  # the kernel adds the bias
-        a = torch.empty_like(h)
-        with profiled("gelu_forward"):
-            _lib().gelu_forward_slope(
-                h.data_ptr(), _ptr(b_fc), a.data_ptr(), *h.shape, torch.get_num_threads()
-            )
+        a = gelu_keeping_slope(h, b_fc)
         out = torch.addmm(b_proj, a, w_proj.t()) if b_proj is not None else a @ w_proj.t()
         ctx.save_for_backward(x, w_fc, a, h, w_proj)  # h now holds the slope
         return out
@@ -294,13 +302,7 @@ class _GeluMLP(torch.autograd.Function):
         dx = dw_fc = db_fc = None
         if need_x or need_wfc or need_bfc:
             dh = dout @ w_proj  # (N, hidden): ours, so the kernel writes over it
-            db_fc = dh.new_empty(dh.shape[1]) if need_bfc else None
-            work = dh.new_empty(_lib().slope_work_floats(*dh.shape))
-            with profiled("gelu_backward"):
-                _lib().gelu_slope_backward(
-                    dh.data_ptr(), slope.data_ptr(), _ptr(db_fc), work.data_ptr(),
-                    *dh.shape, torch.get_num_threads(),
-                )  # fmt: skip
+            db_fc = gelu_slope_backward(dh, slope, need_bfc)
             dw_fc = dh.t() @ x if need_wfc else None
             dx = dh @ w_fc if need_x else None
         return dx, dw_fc, db_fc, dw_proj, db_proj
