@@ -22,7 +22,9 @@ Rounds alternate between the engines so that load from other processes hits both
 the table shows medians over rounds and the ratio NumPy / PyTorch (below 1: NumPy faster),
 for each ``--threads`` setting side by side: by default one thread each (BLAS, NumPy's
 elementwise pool, torch's intra-op pool: the work each engine does) and each engine's
-default (every core: what a user gets).
+default (every core: what a user gets). With more than one thread, each timed round starts
+after a pause and an untimed call (``settle``): without it, an engine timed right after the
+other shared the cores with the other's still-spinning threads.
 On a machine others are using, wall time mostly measures waiting: ``--clock cpu`` times the
 CPU this process used instead (with ``--threads 1`` that is the work each engine did).
 
@@ -94,6 +96,23 @@ def train_steps(np_model: NumpyGPT, torch_model: GPT):
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = time.perf_counter
 
+# After a call, OpenBLAS's worker threads spin for 2^28 cycles (its THREAD_TIMEOUT, about
+# 0.1 s) before they sleep, and libgomp's, PyTorch's, spin briefly too. With more than one
+# thread, an engine timed right after the other shares the cores with those spinning
+# threads: the tiny model's PyTorch step took 8-11 ms instead of 2. So each timed round
+# starts after a pause in which the other engine's threads go to sleep, and one untimed
+# call that wakes the timed engine's own (``settle``).
+SETTLE_S = 0.3
+settle_s = 0.0
+
+
+def settle(warm) -> None:  # noqa: ANN001
+    """With threads > 1: wait for the other engine's idle threads to stop spinning, then
+    ``warm()``, untimed."""
+    if settle_s:
+        time.sleep(settle_s)
+        warm()
+
 
 def time_train(name: str, rounds: int, iters: int) -> dict[str, float]:
     L, H, C, T, B, V = CONFIGS[name]
@@ -109,6 +128,7 @@ def time_train(name: str, rounds: int, iters: int) -> dict[str, float]:
     per_round: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(rounds):
         for k, step in steps.items():
+            settle(lambda: step(*batches[0]))  # noqa: B023 (called at once)
             t0 = clock()
             for b in batches:
                 step(*b)
@@ -131,6 +151,7 @@ def time_generate(name: str, rounds: int, new_tokens: int) -> dict[str, float]:
     per_round: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for k, f in runs.items():
+            settle(f)
             t0 = clock()
             f()
             per_round[k].append(new_tokens / (clock() - t0))
@@ -321,8 +342,10 @@ def main() -> None:
     print(f"numpy {np.__version__}, torch {torch.__version__}; {args.clock} clock; "
           f"freed memory {memory}")  # fmt: skip
     results = {}
+    global settle_s
     for n in args.threads:
         label = "default" if n is None else str(n)
+        settle_s = 0.0 if n == 1 else SETTLE_S
         with threads(n):
             print(f"threads {label}: {describe_threads()}")
             results[label] = measure(args.configs, rounds, iters)
