@@ -46,6 +46,12 @@ labelled column ``MFU+attn`` also counts causal self-attention's score and mix m
 (PaLM's appendix B: 12 * n_layer * n_embd * T FLOPs per token for forward + backward,
 no causal discount), which 6N leaves out and which cost a seventh of the step at T 256.
 
+``--breakdown`` profiles our step (where its time goes, and the MFU it would reach if the
+matrix products alone took time), then replays the step's matrix products with nothing else
+running: in the step's order, their operands coming from memory as in the step, and each
+repeated at once, in cache; with the machine's copy bandwidth in and beyond the cache, it
+shows how much of the products' time is memory.
+
 ``--levers`` times the pieces of the update around forward/backward side by side on
 the small model's own parameters and gradients: AdamW fused (what ``configure_optimizer``
 picks) vs foreach vs the per-parameter for-loop, and the gradient clip foreach vs loop.
@@ -237,6 +243,77 @@ def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float) -> None:
     attn = groups["attention"] / iters / 1e6
     for label, seconds in (("matmul only", mm), ("matmul + attention", mm + attn)):
         print(f"    MFU bound, {label:<19} {flops_per_iter / seconds / (peak * 1e9):6.1%}")
+    in_order, repeated = replay_products(step, batches[-1])
+    print(
+        f"  the step's {in_order[2]} matrix products replayed alone, against the 2048^2 peak "
+        f"({matmul_peak(repeats=3):.0f} GFLOP/s now):\n"
+        f"    in the step's order (operands from memory)   {in_order[1]:6.0f} GFLOP/s "
+        f"{in_order[0] * 1e3:7.2f} ms\n"
+        f"    each repeated at once (operands in cache)    {repeated[1]:6.0f} GFLOP/s "
+        f"{repeated[0] * 1e3:7.2f} ms\n"
+        f"    copy bandwidth: 1 MB {copy_bandwidth(1 << 20):.0f} GB/s, "
+        f"64 MB {copy_bandwidth(64 << 20):.0f} GB/s (read + write)"
+    )
+
+
+def replay_products(step, chunk: torch.Tensor) -> tuple[tuple, tuple]:
+    """Copies of the operands of every matrix product one step runs (``mm``, ``addmm``'s
+    product; caught below autograd, where the block Function's and the backward's products
+    are), multiplied again alone:
+    ``((seconds, GFLOP/s, count) in the step's order, (seconds, GFLOP/s, count) with each
+    product repeated at once)``. The first is what the products cost with nothing else
+    running, their operands coming from wherever the previous ones left them; the second
+    what they cost in cache."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    operands: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def copy(t: torch.Tensor) -> torch.Tensor:  # the same strides: a transposed view stays one
+        return torch.empty_strided(t.shape, t.stride()).copy_(t)
+
+    class Catch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            if func is torch.ops.aten.mm.default:
+                operands.append((copy(args[0]), copy(args[1])))
+            elif func is torch.ops.aten.addmm.default:  # PyTorch's path: the product only
+                operands.append((copy(args[1]), copy(args[2])))
+            return func(*args, **(kwargs or {}))
+
+    with Catch():
+        step(chunk)
+    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in operands)
+
+    def in_order() -> None:
+        for a, b in operands:
+            torch.mm(a, b)
+
+    in_order()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        in_order()
+        times.append(time.perf_counter() - t0)
+    ordered = statistics.median(times)
+    hot = 0.0
+    for a, b in operands:
+        torch.mm(a, b)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            torch.mm(a, b)
+        hot += (time.perf_counter() - t0) / 5
+    n = len(operands)
+    return (ordered, flops / ordered / 1e9, n), (hot, flops / hot / 1e9, n)
+
+
+def copy_bandwidth(nbytes: int) -> float:
+    """GB/s (read + write) of copying one float32 array of ``nbytes`` into another."""
+    a, b = torch.randn(nbytes // 4), torch.empty(nbytes // 4)
+    b.copy_(a)
+    repeats = max(3, (256 << 20) // nbytes)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        b.copy_(a)
+    return 2 * nbytes * repeats / (time.perf_counter() - t0) / 1e9
 
 
 def alternate(fns: dict, repeats: int, rounds: int = 5) -> dict[str, tuple[float, float]]:

@@ -46,6 +46,25 @@ def test_the_benchmark_command_runs_quick(command):
     assert f"activation: ours gelu, HF {hf_act}\n" in out
     assert ("scratchllm compiled" in out) == ("--compile" in command)
     assert ("MFU bound, matmul only" in out) == ("--breakdown" in command)
+    assert ("51 matrix products replayed alone" in out) == ("--breakdown" in command)
     assert ("AdamW fused" in out) == ("--levers" in command)
     assert ("C++ training kernels vs PyTorch's ops" in out) == ("--kernels" in command)
     assert ("the fixed cost of a step" in out) == ("--fixed-cost" in command)
+
+
+def test_the_breakdown_replays_every_product_of_a_step():
+    """``--breakdown``'s replay catches the products of the block Function's forward and
+    backward as well as the head's, and PyTorch's path's ``addmm``: 4 blocks x (4 forward
+    + 8 backward) + 3 for the head."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_train_throughput as bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    L, H, C, T, B = 4, 4, 128, 64, 2
+    _, step = bench.ours_step_fn(L, H, C, T, B, "gelu")
+    chunk = bench.make_batches(T, B, 1)[0]
+    for run in (step, bench.torch_ops(step)):  # on the kernels, and on PyTorch's path
+        (ordered, ordered_rate, n), (hot, hot_rate, n_hot) = bench.replay_products(run, chunk)
+        assert n == n_hot == L * 12 + 3
+        assert ordered > 0 and hot > 0 and ordered_rate > 0 and hot_rate > 0
