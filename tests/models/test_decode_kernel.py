@@ -4,7 +4,9 @@ cannot be built, decoding falls back with one warning."""
 
 import copy
 import itertools
+import threading
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,6 +184,81 @@ def test_one_thread_for_small_models_and_torchs_count_for_large():
     assert decode_kernel.threads_for(small, 1) == 1
     big = build_plan(model_of(n_layer=3, n_embd=512, n_head=8), 1)  # 3 * 12 * 512^2 * 4 B
     assert decode_kernel.threads_for(big, 1) == torch.get_num_threads()
+
+
+@pytest.fixture
+def two_threads():
+    """torch on two threads (the tests run on one), so that a choice of two can show."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_one_thread_while_the_weights_fit_in_half_a_cores_l2(monkeypatch, two_threads):
+    plan = build_plan(model_of(n_layer=4, n_head=4, n_embd=128), 1)  # 3.0 MB of weights
+    for l2, threads in [(2 << 20, 2), (8 << 20, 1), (None, 2)]:  # None: 2 MB assumed
+        monkeypatch.setattr(decode_kernel, "l2_cache_bytes", lambda l2=l2: l2)
+        expected = decode_kernel.ASSUMED_L2_BYTES // 2 if l2 is None else l2 // 2
+        assert decode_kernel.one_thread_below() == expected
+        assert decode_kernel.threads_for(plan, 1) == threads
+    monkeypatch.setattr(decode_kernel, "l2_cache_bytes", lambda: 8 << 20)
+    assert decode_kernel.threads_for(plan, 2) == 2  # 6.1 MB for 2 rows
+
+
+def test_shared_cores_keep_models_under_8_mb_to_one_thread(monkeypatch, two_threads):
+    """``share_cores`` holds for the thread that says it, as torch's thread count does."""
+    monkeypatch.setattr(decode_kernel, "l2_cache_bytes", lambda: 2 << 20)
+    small = build_plan(model_of(n_layer=4, n_head=4, n_embd=128), 1)  # 3.0 MB
+    big = build_plan(model_of(n_layer=3, n_embd=512, n_head=8), 1)  # 9.4 MB
+    seen = {}
+
+    def worker():
+        torch.set_num_threads(2)
+        decode_kernel.share_cores()
+        seen["small"] = decode_kernel.threads_for(small, 1)
+        seen["big"] = decode_kernel.threads_for(big, 1)
+        seen["small, 4 rows"] = decode_kernel.threads_for(small, 4)  # 12 MB a step
+        decode_kernel.share_cores(False)
+        seen["small, unshared"] = decode_kernel.threads_for(small, 1)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == {"small": 1, "big": 2, "small, 4 rows": 2, "small, unshared": 2}
+    assert decode_kernel.threads_for(small, 1) == 2  # this thread never said so
+
+
+def _cache_dir(root, entries) -> Path:
+    for i, (level, size) in enumerate(entries):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        if size is not None:
+            (d / "size").write_text(f"{size}\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ([(1, "48K"), (1, "32K"), (2, "2048K"), (3, "491520K")], 2 << 20),
+        ([(1, "32K"), (2, "1M")], 1 << 20),
+        ([(2, "524288")], 524288),  # no unit: bytes
+        ([(1, "32K"), (2, None), (3, "8M")], None),  # the L2 entry has no size
+        ([(2, "lots")], None),
+        ([(1, "32K"), (3, "8M")], None),
+        ([], None),  # no cache directory entries at all
+    ],
+)
+def test_the_l2_size_is_read_from_sysfs(tmp_path, entries, expected):
+    assert decode_kernel.l2_cache_bytes(_cache_dir(tmp_path / "cache", entries)) == expected
+
+
+def test_this_machine_reports_its_l2():
+    """The reference machines run Linux: the sysfs entry is there and sane."""
+    l2 = decode_kernel.l2_cache_bytes()
+    assert l2 is not None and (64 << 10) <= l2 <= (64 << 20)
 
 
 # -- the packed matrices --------------------------------------------------------------------------

@@ -15,12 +15,16 @@ decoding stays on the PyTorch path, which remains the reference:
 ``decode_kernel.enabled = False`` to use the PyTorch path anyway.
 
 Threads: the step runs on ``threads_for(model)`` threads from the OpenMP pool PyTorch uses
-(the kernel links the same ``libgomp``).
+(the kernel links the same ``libgomp``): one for a model whose weights fit in half a core's
+L2 cache (or under 8 MB where the process's other work shares the cores: ``share_cores``),
+else PyTorch's count.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import threading
 import weakref
 from pathlib import Path
 
@@ -104,19 +108,65 @@ def failure() -> str | None:
     return library.failed
 
 
-# Below this many bytes of weights read per step (times the batch rows, a proxy for the
-# work), one thread: a small model's step takes tens of microseconds, which the threads'
-# barriers (two per matrix) would eat, and on a busy machine a barrier waits for the other
-# thread to be scheduled again.
-ONE_THREAD_BELOW = 8 << 20
+@functools.cache
+def l2_cache_bytes(cpu_dir: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:
+    """One core's level-2 cache in bytes, as Linux's sysfs gives it, or None where it does
+    not (another system, an unreadable entry)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    for index in sorted(cpu_dir.glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "2":
+                continue
+            size = (index / "size").read_text().strip()
+            return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+# Where the L2 size cannot be read: 2 MB, this project's reference machine's.
+ASSUMED_L2_BYTES = 2 << 20
+
+
+def one_thread_below() -> int:
+    """Bytes of weights read per step (times the batch rows, a proxy for the work) under which
+    the step runs on one thread: half of one core's L2 cache. Weights that fit there (with
+    the cache and activations beside them) stream from it at every token, and a second
+    thread would only add its barriers (five a layer), and on a busy machine the wait for
+    it to be scheduled. Larger weights stream from L3 or memory on one core; on two, each
+    core's share can stay in its own L2. On the reference machine (2 MB of L2 a core), a
+    4 x 128 model (3.0 MB) decoded 1.56x as fast on two threads, a 4 x 96 one (1.7 MB)
+    1.49x, and a 4 x 64 one (0.8 MB) 0.88x (``benchmarks/bench_decode_threads.py``)."""
+    return (l2_cache_bytes() or ASSUMED_L2_BYTES) // 2
+
+
+# Where other work in the process competes for the cores (``share_cores``): below this many
+# bytes, one thread. A small model's step takes tens of microseconds, and when a barrier's
+# other thread is not running (a server's event loop has its core), it waits for it to be
+# scheduled again: a 4 x 128 model served to one client streamed 720 tokens/s on two
+# threads, 2,644 on one (benchmarks/bench_serve.py).
+SHARED_ONE_THREAD_BELOW = 8 << 20
+
+_this_thread = threading.local()
+
+
+def share_cores(shared: bool = True) -> None:
+    """Say that, on the calling thread, the decode step shares the cores with other work of
+    the process (``serving.Engine`` says so on its worker): steps planned on this thread
+    then keep models under ``SHARED_ONE_THREAD_BELOW`` bytes to one thread. Per thread, like
+    ``torch.set_num_threads``."""
+    _this_thread.shared = shared
 
 
 def threads_for(plan, batch_size: int) -> int:
-    """Threads for the step: 1 for a small model, else PyTorch's intra-op count
-    (``torch.set_num_threads``), since a large one is bound by memory bandwidth, which
-    every core adds to."""
+    """Threads for the step: 1 for a model whose weights fit in half a core's L2 cache
+    (``one_thread_below``), or under ``SHARED_ONE_THREAD_BELOW`` where the cores are shared
+    (``share_cores``); else PyTorch's intra-op count (``torch.set_num_threads``): more
+    cores hold more of the weights in their caches, and a model larger than all of them is
+    bound by memory bandwidth, which every core adds to."""
     weights = plan.wte.numel() + sum(m.weight.numel() for layer in plan.layers for m in layer)
-    if 4 * weights * batch_size < ONE_THREAD_BELOW:
+    shared = getattr(_this_thread, "shared", False)
+    if 4 * weights * batch_size < (SHARED_ONE_THREAD_BELOW if shared else one_thread_below()):
         return 1
     return torch.get_num_threads()
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from scratchllm.models import decode_kernel
 from scratchllm.serving.backend import ChatFormat, context_length
 from scratchllm.serving.choice import Finish, TokenTexts, run_choice
 from scratchllm.serving.config import ServerConfig
@@ -76,8 +77,11 @@ class Engine:
     def thread_setup(self) -> None:
         """Run on the worker thread before any model call. torch's CPU thread count is
         per thread: a new thread would use every core whatever ``set_num_threads`` said
-        elsewhere, and a small model runs 1.5x slower oversubscribed (measured)."""
+        elsewhere, and a small model runs 1.5x slower oversubscribed (measured). The C++
+        decode step is told that the server's event loop shares the cores, so a small
+        model decodes on one thread (``decode_kernel.share_cores``)."""
         torch.set_num_threads(self.threads)
+        decode_kernel.share_cores()
 
     # -- prompts ---------------------------------------------------------------------------
 
