@@ -144,7 +144,7 @@ def one_thread_below() -> int:
 # bytes, one thread. A small model's step takes tens of microseconds, and when a barrier's
 # other thread is not running (a server's event loop has its core), it waits for it to be
 # scheduled again: a 4 x 128 model served to one client streamed 720 tokens/s on two
-# threads, 2,644 on one (benchmarks/bench_serve.py).
+# threads, 2,727 on one (benchmarks/bench_serve.py).
 SHARED_ONE_THREAD_BELOW = 8 << 20
 
 _this_thread = threading.local()
