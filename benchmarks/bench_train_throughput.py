@@ -466,8 +466,9 @@ def main() -> None:
         help="leave glibc returning freed memory to the system (scratchllm train does not)",
     )  # fmt: skip
     parser.add_argument(
-        "--breakdown", action="store_true", help="also profile our step: where the time goes"
-    )
+        "--breakdown", action="store_true",
+        help="also profile our step (where the time goes) and replay its matrix products alone",
+    )  # fmt: skip
     parser.add_argument(
         "--levers", action="store_true", help="also time AdamW fused/foreach/loop and the clip"
     )
