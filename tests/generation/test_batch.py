@@ -99,6 +99,35 @@ def test_stream_batch_yields_one_event_per_running_row_and_step(toy, byte_tokeni
         assert text == "".join(stream_generate(model, r.prompt, config=r.config, tokenizer=tok))
 
 
+def test_a_row_ended_early_stops_and_the_others_run_on_unchanged():
+    model = lively_gpt()
+    requests = [Request(p, c) for p, c in zip(PROMPTS, CONFIGS)]
+    stream = stream_batch(model, requests)
+    seen: dict[int, list[int | None]] = {b: [] for b in range(len(requests))}
+    for event in stream:
+        seen[event.row].append(event.token)
+        if event.row == 0 and len(seen[0]) == 3:
+            stream.end(0)  # after its third token: no fourth, and no finish event
+        if event.row == 2 and len(seen[2]) == 1:
+            stream.end(2)
+    assert seen[0] == list(stream_generate(model, PROMPTS[0], config=CONFIGS[0]))[:3]
+    assert seen[2] == list(stream_generate(model, PROMPTS[2], config=CONFIGS[2]))[:1]
+    for b in set(seen) - {0, 2}:
+        alone = list(stream_generate(model, PROMPTS[b], config=CONFIGS[b]))
+        assert [t for t in seen[b] if t is not None] == alone
+    stream.end(1)  # after the batch: nothing to do
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_every_row_ended_ends_the_batch_before_its_length():
+    model = lively_gpt()
+    stream = stream_batch(model, [Request([1, 2], GenerationConfig(1000, temperature=0))])
+    first = next(stream)
+    stream.end(0)
+    assert first.token is not None and list(stream) == []
+
+
 def test_batched_requests_errors(toy):
     model = toy()
     with pytest.raises(ValueError, match="needs beam_search"):

@@ -1,19 +1,26 @@
 """Helpers for the server tests: a tiny trained GPT, a chat template of the server's
-``ChatFormat`` shape, and a raw HTTP helper for what the official client would never send."""
+``ChatFormat`` shape, a raw HTTP helper for what the official client would never send, and
+the pieces of the many-clients tests (a request left open, a client that hangs up, waiting
+for the server's state, the library's own answer)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
+import time
 from pathlib import Path
 
 import torch
 
 from scratchllm.checkpoint import load_checkpoint
+from scratchllm.generation import generate
 from scratchllm.models import GPT, GPTConfig
 from scratchllm.serving import ServerConfig
 from scratchllm.serving.engine import Engine
 from scratchllm.tokenizers import CharTokenizer
+
+LONG = 200_000  # tokens: a request that would run for minutes if nobody stopped it
 
 # Role marks of the test chat template: characters no training text holds.
 USER, ASSISTANT, END = "\x01", "\x02", "\x03"
@@ -103,3 +110,35 @@ def raw(server, method: str, path: str, body=None, headers=None, timeout: float 
 
 def health(server) -> dict:
     return raw(server, "GET", "/health")[2]
+
+
+def expected(reference, prompt, max_tokens, **kw):
+    tok = reference.tokenizer
+    ids = tok.encode(prompt)
+    out = generate(reference.model, [ids], max_tokens, **kw)
+    return tok.decode(out[0, len(ids) :].tolist())
+
+
+def open_stream(server, body, path="/v1/completions", wait=True):
+    """Send a request and return ``(connection, response)`` without reading the body
+    (``wait=False``: without waiting for the headers either; response is None)."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    return conn, conn.getresponse() if wait else None
+
+
+def leave(conn):
+    """Hang up the way a killed client does."""
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+
+
+def wait_until(predicate, timeout: float) -> float:
+    """Seconds until ``predicate()`` held; fails after ``timeout``."""
+    t0 = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - t0 > timeout:
+            raise AssertionError(f"still not true after {timeout} s")
+        time.sleep(0.02)
+    return time.perf_counter() - t0

@@ -3,26 +3,12 @@ full queue answers 503 at once, and the server serves on afterwards."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
 import threading
 import time
 
 import openai
 import pytest
-from serving_util import health, raw
-
-from scratchllm.generation import generate
-
-LONG = 200_000  # tokens: a request that would run for minutes if nobody stopped it
-
-
-def expected(reference, prompt, max_tokens, **kw):
-    tok = reference.tokenizer
-    ids = tok.encode(prompt)
-    out = generate(reference.model, [ids], max_tokens, **kw)
-    return tok.decode(out[0, len(ids) :].tolist())
+from serving_util import LONG, expected, health, leave, open_stream, raw, wait_until
 
 
 def test_eight_parallel_clients_all_get_their_own_answer(server, reference):
@@ -60,31 +46,6 @@ def test_eight_parallel_clients_all_get_their_own_answer(server, reference):
         t.join(120)
     assert not errors, errors
     assert got == want
-
-
-def open_stream(server, body, path="/v1/completions", wait=True):
-    """Send a request and return ``(connection, response)`` without reading the body
-    (``wait=False``: without waiting for the headers either; response is None)."""
-    host, port = server.url.removeprefix("http://").rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-    return conn, conn.getresponse() if wait else None
-
-
-def leave(conn):
-    """Hang up the way a killed client does."""
-    conn.sock.shutdown(socket.SHUT_RDWR)
-    conn.close()
-
-
-def wait_until(predicate, timeout: float) -> float:
-    """Seconds until ``predicate()`` held; fails after ``timeout``."""
-    t0 = time.perf_counter()
-    while not predicate():
-        if time.perf_counter() - t0 > timeout:
-            raise AssertionError(f"still not true after {timeout} s")
-        time.sleep(0.02)
-    return time.perf_counter() - t0
 
 
 @pytest.mark.parametrize("stream", [True, False])

@@ -112,3 +112,23 @@ def run_curl(argv: list[str]) -> None:
         return
     body = json.loads(out)
     assert ("error" in body) == wants_error, (argv, body)
+
+
+@pytest.mark.slow
+def test_the_speed_sections_benchmark_runs_briefly():
+    """The page's `python benchmarks/bench_serve.py ...` line, with few requests and tokens:
+    its rows, not its figures (the page quotes those from a real run)."""
+    import os
+
+    from docs_commands import benchmark_commands
+
+    (command,) = benchmark_commands(DOC)
+    root = DOC.parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), *sys.path]))
+    argv = [sys.executable, *command[1:], "--requests", "4", "--max-tokens", "8", "--rounds", "1"]
+    done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line[:38].strip() for line in done.stdout.splitlines()[-6:]]
+    assert rows == ["library, no HTTP", "served, 1 client", "served, 2 clients",
+                    "served, 4 clients", "served, 8 clients",
+                    "served, 1 client, every token written"]  # fmt: skip

@@ -20,7 +20,8 @@ def test_health_describes_the_model(server, reference):
     assert info["chat"] is True
     config = reference.model.config
     assert info["attention"] == {"n_layer": config.n_layer, "n_head": config.n_head}
-    assert set(info["queue"]) == {"running", "waiting", "max_queue", "served", "cancelled"}
+    queue = {"running", "waiting", "max_queue", "served", "cancelled", "batches"}
+    assert set(info["queue"]) == queue
 
 
 def test_tokenize_and_detokenize_round_trip(server, reference):

@@ -92,3 +92,73 @@ def test_full_queue_and_cancelled_waiting_jobs():
 
     status = run(main())
     assert status["cancelled"] == 1 and status["served"] == 2 and status["waiting"] == 0
+
+
+def test_waiting_jobs_with_a_group_run_together_and_the_others_keep_their_turn():
+    async def main():
+        groups: list[list[str]] = []
+
+        def run_group(jobs):
+            groups.append([job.group for job in jobs])
+            for job in jobs:
+                job.emit(f"batched {job.group}")
+
+        worker = Worker(16, run_group=run_group, max_group=3)
+        gate = threading.Event()
+        first = worker.submit(lambda job: gate.wait(5), group="g0")  # runs alone: nothing waits
+        while not worker.status()["running"]:
+            await asyncio.sleep(0.01)
+        jobs = [
+            worker.submit(lambda job: job.emit("alone a"), group="g1"),
+            worker.submit(lambda job: job.emit("plain")),  # no group: runs on its own
+            worker.submit(lambda job: job.emit("alone c"), group="g2"),
+            worker.submit(lambda job: job.emit("never"), group="g3"),
+            worker.submit(lambda job: job.emit("alone e"), group="g4"),
+            worker.submit(lambda job: job.emit("alone f"), group="g5"),
+            worker.submit(lambda job: job.emit("alone g"), group="g6"),
+        ]
+        jobs[3].cancel()  # a cancelled job is not taken into a batch
+        gate.set()
+        assert [e async for e in first] == []
+        got = [[e async for e in job] for job in jobs]
+        status = worker.status()
+        worker.close()
+        return groups, got, status
+
+    groups, got, status = run(main())
+    # up to 3 a batch, in order, the cancelled job left out; the plain job keeps its place,
+    # after the first batch; g0, alone when it ran, ran its own function
+    assert groups == [["g1", "g2", "g4"], ["g5", "g6"]]
+    assert got == [["batched g1"], ["plain"], ["batched g2"], [], ["batched g4"],
+                   ["batched g5"], ["batched g6"]]  # fmt: skip
+    assert status["served"] == 8 and status["cancelled"] == 1 and status["batches"] == 2
+
+
+def test_a_failing_batch_fails_each_of_its_jobs_and_the_worker_goes_on():
+    async def main():
+        def run_group(jobs):
+            jobs[0].emit("partial")
+            raise ValueError("broken batch")
+
+        worker = Worker(8, run_group=run_group)
+        gate = threading.Event()
+        first = worker.submit(lambda job: gate.wait(5))
+        while not worker.status()["running"]:
+            await asyncio.sleep(0.01)
+        a, b = (worker.submit(lambda job: None, group=i) for i in range(2))
+        after = worker.submit(lambda job: job.emit("fine"))
+        gate.set()
+        outcomes = []
+        for job in (a, b):
+            got = []
+            with pytest.raises(ValueError, match="broken batch"):
+                async for event in job:
+                    got.append(event)
+            outcomes.append(got)
+        fine = [e async for e in after]
+        assert [e async for e in first] == []
+        worker.close()
+        return outcomes, fine
+
+    outcomes, fine = run(main())
+    assert outcomes == [["partial"], []] and fine == ["fine"]

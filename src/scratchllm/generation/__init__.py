@@ -7,7 +7,14 @@ one batch), and the logits processors they are built from. Importing this packag
 no model and reads no files.
 """
 
-from scratchllm.generation.batch import Completion, Event, Request, generate_batch, stream_batch
+from scratchllm.generation.batch import (
+    BatchStream,
+    Completion,
+    Event,
+    Request,
+    generate_batch,
+    stream_batch,
+)
 from scratchllm.generation.beam import BeamSearchOutput, beam_search
 from scratchllm.generation.config import GenerationConfig
 from scratchllm.generation.generate import generate, stream_generate
@@ -23,6 +30,7 @@ from scratchllm.generation.processors import (
 from scratchllm.generation.text import IncrementalDecoder, TextTracker
 
 __all__ = [
+    "BatchStream",
     "BeamSearchOutput",
     "Completion",
     "Event",

@@ -90,7 +90,7 @@ def generate_batch(
     tokens: list[list[int]] = [[] for _ in requests]
     texts: list[list[str]] = [[] for _ in requests]
     done: dict[int, FinishReason] = {}
-    stream = _BatchStream(model, requests, tokenizer, logits_processor)
+    stream = BatchStream(model, requests, tokenizer, logits_processor)
     for event in stream:
         if event.token is not None:
             tokens[event.row].append(event.token)
@@ -114,17 +114,20 @@ def stream_batch(
     *,
     tokenizer: Any = None,
     logits_processor: Sequence[LogitsProcessor] = (),
-) -> Iterator[Event]:
+) -> BatchStream:
     """Run ``requests`` as one batch, yielding each row's ``Event`` as its tokens come.
 
     Every step yields one event for each row still running, in row order; a row's last
     event has its ``finish_reason``. With ``tokenizer``, ``text`` holds whole characters,
     and text that might begin one of the row's stop strings is held back until it is clear.
+    The ``BatchStream`` it returns can also ``end(row)`` a row early (a client that left).
     """
-    return iter(_BatchStream(model, requests, tokenizer, logits_processor))
+    return BatchStream(model, requests, tokenizer, logits_processor)
 
 
-class _BatchStream:
+class BatchStream:
+    """``stream_batch``'s iterator of ``Event``; ``end(row)`` stops a row before its end."""
+
     def __init__(self, model, requests, tokenizer, extra) -> None:
         requests = list(requests)
         if not requests:
@@ -155,8 +158,27 @@ class _BatchStream:
             device=model_device(model),
         )
         warn_if_truncated(model, self.prompts, stacklevel=3)
+        self._ended: set[int] = set()
+        self._events: Iterator[Event] | None = None
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> Event:
+        if self._events is None:
+            self._events = self._generate()
+        return next(self._events)
+
+    def end(self, row: int) -> None:
+        """Stop generating for ``row`` from the next step on; it yields no more events (no
+        finish event either). The batch ends when every row has ended one way or another."""
+        self._ended.add(row)
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+
+    def _generate(self) -> Iterator[Event]:
         with eval_mode(self.model), torch.inference_mode():
             yield from self._run()
 
@@ -192,7 +214,11 @@ class _BatchStream:
         fill = torch.tensor([r.config.fill_token_id or 0 for r in reqs], device=device)
         greedy_rows = torch.tensor([b for b in range(B) if not sampling[b]], dtype=torch.long)
         cur = T
-        while any(active):
+        while True:
+            for b in self._ended:
+                active[b] = False
+            if not any(active):
+                return
             logits = runner.next_logits(seq, cur)  # (B, V)
             logits = self._process(groups, seq[:, :cur], logits)
             live = [b for b in range(B) if sampling[b] and active[b]]  # ended rows draw no more

@@ -141,10 +141,11 @@ def one_thread_below() -> int:
 
 
 # Where other work in the process competes for the cores (``share_cores``): below this many
-# bytes, one thread. A small model's step takes tens of microseconds, and when a barrier's
-# other thread is not running (a server's event loop has its core), it waits for it to be
-# scheduled again: a 4 x 128 model served to one client streamed 720 tokens/s on two
-# threads, 2,727 on one (benchmarks/bench_serve.py).
+# bytes of weights, whatever the batch, one thread. A small model's step takes tens to
+# hundreds of microseconds, and when a barrier's other thread is not running (a server's
+# event loop has its core), it waits for it to be scheduled again: a 4 x 128 model served
+# to one client streamed 720 tokens/s on two threads, 2,727 on one, and to eight clients
+# in batches of up to eight 4,973 on two, 8,303 on one (benchmarks/bench_serve.py).
 SHARED_ONE_THREAD_BELOW = 8 << 20
 
 _this_thread = threading.local()
@@ -153,22 +154,24 @@ _this_thread = threading.local()
 def share_cores(shared: bool = True) -> None:
     """Say that, on the calling thread, the decode step shares the cores with other work of
     the process (``serving.Engine`` says so on its worker): steps planned on this thread
-    then keep models under ``SHARED_ONE_THREAD_BELOW`` bytes to one thread. Per thread, like
-    ``torch.set_num_threads``."""
+    then keep models with weights under ``SHARED_ONE_THREAD_BELOW`` bytes to one thread, at
+    any batch size. Per thread, like ``torch.set_num_threads``."""
     _this_thread.shared = shared
 
 
 def threads_for(plan, batch_size: int) -> int:
-    """Threads for the step: 1 for a model whose weights fit in half a core's L2 cache
-    (``one_thread_below``), or under ``SHARED_ONE_THREAD_BELOW`` where the cores are shared
-    (``share_cores``); else PyTorch's intra-op count (``torch.set_num_threads``): more
-    cores hold more of the weights in their caches, and a model larger than all of them is
-    bound by memory bandwidth, which every core adds to."""
-    weights = plan.wte.numel() + sum(m.weight.numel() for layer in plan.layers for m in layer)
-    shared = getattr(_this_thread, "shared", False)
-    if 4 * weights * batch_size < (SHARED_ONE_THREAD_BELOW if shared else one_thread_below()):
-        return 1
-    return torch.get_num_threads()
+    """Threads for the step: 1 for a model whose weights (times the batch rows) fit in half a
+    core's L2 cache (``one_thread_below``), or whose weights are under
+    ``SHARED_ONE_THREAD_BELOW`` where the cores are shared (``share_cores``); else
+    PyTorch's intra-op count (``torch.set_num_threads``): more cores hold more of the
+    weights in their caches, and a model larger than all of them is bound by memory
+    bandwidth, which every core adds to."""
+    weights = 4 * (plan.wte.numel() + sum(m.weight.numel() for ly in plan.layers for m in ly))
+    if getattr(_this_thread, "shared", False):
+        one = weights < SHARED_ONE_THREAD_BELOW
+    else:
+        one = weights * batch_size < one_thread_below()
+    return 1 if one else torch.get_num_threads()
 
 
 def _ptr(t: torch.Tensor | None):

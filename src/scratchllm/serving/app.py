@@ -49,7 +49,10 @@ STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "t
 
 def create_app(engine: Engine) -> FastAPI:
     config = engine.config
-    worker = Worker(config.max_queue, engine.thread_setup, config.stream_interval)
+    worker = Worker(
+        config.max_queue, engine.thread_setup, config.stream_interval,
+        run_group=_guarded(engine.run_batch),
+    )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -130,7 +133,8 @@ def create_app(engine: Engine) -> FastAPI:
     async def _generate(
         request: Request, reply: Reply, plans: list[Plan], stream: bool, include_usage: bool
     ) -> Response:
-        job = _submit(worker, lambda job: engine.run(plans, job))
+        batch = plans if engine.batchable(plans) else None
+        job = _submit(worker, lambda job: engine.run(plans, job), group=batch)
         if stream:
             reply.include_usage = include_usage
             return EventStream(
@@ -295,15 +299,22 @@ def _static(name: str) -> bytes:
     return resources.files("scratchllm.serving").joinpath("static", name).read_bytes()
 
 
-def _submit(worker: Worker, fn) -> Job:  # noqa: ANN001
-    def guarded(job: Job) -> None:
+def _guarded(fn):  # noqa: ANN001, ANN202
+    """``fn`` with the generation library's refusal of an input (ValueError) made the
+    client's error, a 400."""
+
+    def guarded(arg) -> None:  # noqa: ANN001 (a job, or run_group's list of jobs)
         try:
-            fn(job)
-        except ValueError as e:  # the generation library refusing an input: the client's
+            fn(arg)
+        except ValueError as e:
             raise APIError.invalid(str(e)) from None
 
+    return guarded
+
+
+def _submit(worker: Worker, fn, group=None) -> Job:  # noqa: ANN001
     try:
-        return worker.submit(guarded)
+        return worker.submit(_guarded(fn), group)
     except QueueFull as e:
         raise APIError.overloaded(e.waiting) from None
 

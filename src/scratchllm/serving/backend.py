@@ -7,8 +7,12 @@ vLLM reports them by default), or None when the request did not ask for log-prob
 caller stops whenever it likes (eos, a stop string, a client that left): closing the
 generator ends the decode loop.
 
+``BatchSteps(model, rows)`` decodes several choices as one batch (``stream_batch``), each
+row yielding what ``decode_steps`` yields for it alone, for the choices that ``batchable``
+says need nothing per request on the logits.
+
 Everything the server needs from the generation package goes through this module, so a
-change of that API (a config object, batched decoding) is a change here only.
+change of that API is a change here only.
 
 >>> steps = decode_steps(model, [5, 6], Sampling(max_tokens=3, temperature=0))  # doctest: +SKIP
 >>> [token for token, _ in steps]                                              # doctest: +SKIP
@@ -17,6 +21,7 @@ change of that API (a config object, batched decoding) is a change here only.
 
 from __future__ import annotations
 
+import collections
 import sys
 import warnings
 from collections.abc import Iterator
@@ -25,7 +30,13 @@ from typing import Any, Protocol
 
 import torch
 
-from scratchllm.generation import PromptTruncatedWarning, stream_generate
+from scratchllm.generation import (
+    GenerationConfig,
+    PromptTruncatedWarning,
+    Request,
+    stream_batch,
+    stream_generate,
+)
 from scratchllm.serving.protocol import Sampling
 
 
@@ -107,6 +118,75 @@ def decode_steps(
                 yield int(token), recorder.last
         finally:
             steps.close()
+
+
+def batchable(sampling: Sampling) -> bool:
+    """Whether a choice can decode as a row of a batch: it asks for nothing the batch's
+    shared logits processors do not do (log-probs, penalties, logit bias)."""
+    return sampling.logprobs is None and not (
+        sampling.frequency_penalty or sampling.presence_penalty or sampling.logit_bias
+    )
+
+
+class BatchSteps:
+    """Several choices decoded together, one model step per token for all of them.
+
+    ``rows`` holds each choice's ``(prompt ids, sampling, seed, stop ids)``. ``steps(i)``
+    yields row i's ``(token, None)`` as ``decode_steps`` yields them for it alone (the
+    batch's rows are each as if alone: ``generation.batch``); a row ends at its
+    ``max_tokens`` or after one of its stop ids, which it yields as the choice's last
+    token. ``end(i)`` stops row i early (a stop string, a client that left), so that the
+    batch does not decode it on.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, rows: list[tuple[list[int], Sampling, int | None, frozenset]]
+    ) -> None:
+        requests = []
+        for ids, sampling, seed, stop_ids in rows:
+            config = GenerationConfig(
+                sampling.max_tokens,
+                temperature=sampling.temperature,
+                top_k=sampling.top_k,
+                top_p=None if sampling.top_p >= 1.0 else sampling.top_p,
+                seed=seed,
+                eos_token_id=tuple(sorted(stop_ids)) or None,
+            )
+            requests.append(Request(ids, config))
+        self._stop = [min(stop_ids) if stop_ids else None for _, _, _, stop_ids in rows]
+        with warnings.catch_warnings():  # as in decode_steps
+            warnings.simplefilter("ignore", PromptTruncatedWarning)
+            self._stream = stream_batch(model, requests)
+        self._pending: list[collections.deque] = [collections.deque() for _ in rows]
+        self._done = [False] * len(rows)  # no more events will come for the row
+
+    def steps(self, i: int) -> Iterator[tuple[int, None]]:
+        while True:
+            while not self._pending[i]:
+                if self._done[i] or not self._pull():
+                    return
+            token = self._pending[i].popleft()
+            yield (self._stop[i] if token is None else token), None
+
+    def _pull(self) -> bool:
+        """The batch's next event into its row's queue; False when the batch has ended."""
+        event = next(self._stream, None)
+        if event is None:
+            self._done = [True] * len(self._done)
+            return False
+        if event.token is not None or event.finish_reason == "stop":  # None, "length": 0 tokens
+            self._pending[event.row].append(event.token)
+        if event.finish_reason is not None:
+            self._done[event.row] = True
+        return True
+
+    def end(self, i: int) -> None:
+        self._done[i] = True
+        self._pending[i].clear()
+        self._stream.end(i)
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 # -- chat templates ------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 ``run_choice`` drives ``backend.decode_steps`` and yields ``Delta`` events (new text and
 the tokens that made it) and one ``Finish`` (why it ended, how many tokens it took).
+``choice_events`` does the same from any ``(token, log-probs)`` steps: a row of
+``backend.BatchSteps`` when the choice decodes in a batch with others.
 
 * **Stop strings** end the text just before them (the OpenAI semantics). Text that could
   be the start of a stop string is held back until it is clear, and a delta always ends
@@ -78,12 +80,24 @@ def run_choice(
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Iterator[Delta | Finish]:
     """Generate one choice; see the module docstring for what comes out."""
+    steps = decode_steps(model, prompt_ids, sampling, seed)
+    return choice_events(steps, texts, sampling, stop_ids, cancelled)
+
+
+def choice_events(
+    steps: Iterator[tuple[int, torch.Tensor | None]],
+    texts: TokenTexts,
+    sampling: Sampling,
+    stop_ids: frozenset[int] = frozenset(),
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Iterator[Delta | Finish]:
+    """One choice's events from its ``(token, log-probs or None)`` steps, as ``run_choice``."""
     tracker = TextTracker(texts.tokenizer.decode, sampling.stop)
     tokens: list[TokenInfo] = []
     starts: list[int] = []  # where each token's text starts in tracker.text
     sent = shown = 0  # tokens and characters already yielded
     count, reason = 0, "length"
-    for token, logprobs in decode_steps(model, prompt_ids, sampling, seed):
+    for token, logprobs in steps:
         count += 1
         if cancelled():
             reason = "cancelled"

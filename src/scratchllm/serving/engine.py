@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from scratchllm.models import decode_kernel
-from scratchllm.serving.backend import ChatFormat, context_length
-from scratchllm.serving.choice import Finish, TokenTexts, run_choice
+from scratchllm.serving.backend import BatchSteps, ChatFormat, batchable, context_length
+from scratchllm.serving.choice import Finish, TokenTexts, choice_events, run_choice
 from scratchllm.serving.config import ServerConfig
 from scratchllm.serving.errors import APIError
 from scratchllm.serving.protocol import ChatRequest, CompletionRequest, Sampling
@@ -221,6 +221,39 @@ class Engine:
                 job.emit((plan.index, event), urgent=isinstance(event, Finish))
                 if isinstance(event, Finish) and event.reason == "cancelled":
                     return
+
+    @staticmethod
+    def batchable(plans: list[Plan]) -> bool:
+        """Whether a request can decode in a batch with others (``run_batch``): one choice
+        that needs nothing per request on the logits (``backend.batchable``)."""
+        return len(plans) == 1 and batchable(plans[0].sampling)
+
+    def run_batch(self, jobs: list[Job]) -> None:
+        """Generate the one plan of each job (``job.group``, of ``batchable`` requests) as one
+        batch, one model step per token for all, sending each job the events ``run`` would:
+        each row's tokens are those it gets alone. A row that ends (its stop, a client that
+        left) stops being decoded."""
+        plans = [job.group[0] for job in jobs]
+        batch = BatchSteps(
+            self.model, [(p.prompt_ids, p.sampling, p.seed, p.stop_ids) for p in plans]
+        )
+        try:
+            choices = [
+                choice_events(batch.steps(i), self.texts, p.sampling, p.stop_ids,
+                              lambda job=job: job.cancelled)
+                for i, (p, job) in enumerate(zip(plans, jobs))
+            ]  # fmt: skip
+            live = list(range(len(jobs)))
+            while live:
+                for i in list(live):
+                    event = next(choices[i], None)
+                    if event is None:
+                        live.remove(i)
+                        batch.end(i)
+                        continue
+                    jobs[i].emit((plans[i].index, event), urgent=isinstance(event, Finish))
+        finally:
+            batch.close()
 
     def attention(self, ids: list[int]) -> torch.Tensor:
         """``[n_layer, n_head, T, T]`` attention weights for ``ids`` (run on the worker)."""

@@ -10,6 +10,11 @@ A client that leaves sets ``job.cancel()``: a waiting job is skipped, a running 
 ``job.cancelled`` at its next token and returns. An exception in a job ends that job only
 (it arrives as the last event); the worker goes on with the next one.
 
+**Batches.** A job submitted with a ``group`` (the server's: the choice it generates) can
+run together with others: when the worker takes one, it also takes every other waiting
+job with a group, up to ``max_group``, and calls ``run_group(jobs)`` once for them all
+(the engine decodes them as one batch). An exception there goes to each of its jobs.
+
 >>> worker = Worker(max_queue=4)                       # doctest: +SKIP
 >>> job = worker.submit(lambda job: job.emit("hi"))    # doctest: +SKIP
 >>> [event async for event in job]                     # doctest: +SKIP
@@ -59,6 +64,7 @@ class Job:
         wake_interval: float = WAKE_INTERVAL,
     ) -> None:
         self.fn = fn
+        self.group: Any = None  # set by Worker.submit: what run_group needs of the job
         self.wake_interval = wake_interval
         self._loop = loop
         self._buffer: collections.deque = collections.deque()
@@ -138,29 +144,36 @@ class Worker:
         max_queue: int,
         on_start: Callable[[], Any] | None = None,
         wake_interval: float = WAKE_INTERVAL,
+        run_group: Callable[[list[Job]], Any] | None = None,
+        max_group: int = 8,
     ) -> None:
         self.max_queue = max_queue
         self.wake_interval = wake_interval
         self._on_start = on_start  # run first on the worker thread (per-thread settings)
+        self._run_group = run_group
+        self.max_group = max_group
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._closed = False
         self.served = 0  # jobs finished (any outcome)
         self.cancelled = 0  # jobs a client left, waiting or running
+        self.batches = 0  # runs of run_group with more than one job
         self._thread = threading.Thread(target=self._loop, name="scratchllm-model", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[Job], Any]) -> Job:
+    def submit(self, fn: Callable[[Job], Any], group: Any = None) -> Job:
         """Queue ``fn`` (run as ``fn(job)`` on the worker thread); raise QueueFull if full.
+        With ``group`` not None, the job may run in a batch instead (``run_group``).
 
         Call it from the event loop: events come back on that loop.
         """
         job = Job(fn, asyncio.get_running_loop(), self.wake_interval)
+        job.group = group
         with self._cond:
             if self._closed:
                 raise RuntimeError("the worker has been closed")
-            if len(self._waiting) >= self.max_queue and self._running is not None:
+            if len(self._waiting) >= self.max_queue and self._running:
                 raise QueueFull(len(self._waiting))
             self._waiting.append(job)
             self._cond.notify()
@@ -169,18 +182,19 @@ class Worker:
     def status(self) -> dict[str, Any]:
         with self._cond:
             return {
-                "running": self._running is not None,
+                "running": bool(self._running),
                 "waiting": len(self._waiting),
                 "max_queue": self.max_queue,
                 "served": self.served,
                 "cancelled": self.cancelled,
+                "batches": self.batches,
             }
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel every job and stop the thread."""
         with self._cond:
             self._closed = True
-            for job in [*self._waiting, *([self._running] if self._running else [])]:
+            for job in [*self._waiting, *self._running]:
                 job.cancel()
             self._cond.notify_all()
         self._thread.join(timeout)
@@ -194,16 +208,39 @@ class Worker:
                     self._cond.wait()
                 if self._closed and not self._waiting:
                     return
-                job = self._waiting.popleft()
-                self._running = job
+                jobs = self._take()
+                self._running = jobs
             try:
-                if not job.cancelled:
-                    job.fn(job)
-            except Exception as e:  # the job's own failure: it goes to its handler only
-                job.emit(e)
+                live = [job for job in jobs if not job.cancelled]
+                if len(live) > 1:
+                    self.batches += 1
+                    self._run_group(live)
+                elif live:
+                    live[0].fn(live[0])
+            except Exception as e:  # the jobs' own failure: it goes to their handlers only
+                for job in jobs:
+                    job.emit(e)
             finally:
                 with self._cond:  # count before the handler hears the end (it may cancel then)
-                    self._running = None
-                    self.served += 1
-                    self.cancelled += job.cancelled
-                job.emit(_END, urgent=True)
+                    self._running = []
+                    self.served += len(jobs)
+                    self.cancelled += sum(job.cancelled for job in jobs)
+                for job in jobs:
+                    job.emit(_END, urgent=True)
+
+    def _take(self) -> list[Job]:
+        """The next job, and with it (if it has a group) the other waiting jobs that have
+        one, up to ``max_group``, in their order; the others keep their places. Under the
+        lock."""
+        first = self._waiting.popleft()
+        if first.group is None or self._run_group is None:
+            return [first]
+        jobs, others = [first], collections.deque()
+        while self._waiting:
+            job = self._waiting.popleft()
+            if job.group is not None and not job.cancelled and len(jobs) < self.max_group:
+                jobs.append(job)
+            else:
+                others.append(job)
+        self._waiting = others
+        return jobs

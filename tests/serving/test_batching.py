@@ -1,0 +1,216 @@
+"""Requests decoded as one batch: each gets the events it gets alone (the engine's
+``run_batch`` against ``run``), a row that ends or whose client leaves stops being decoded,
+and a real server batches the requests that wait while it is busy."""
+
+from __future__ import annotations
+
+import threading
+
+import openai
+import pytest
+import torch
+from serving_util import LONG, expected, health, leave, make_engine, open_stream, wait_until
+
+from scratchllm.serving.choice import Finish
+from scratchllm.serving.engine import Engine, Plan
+from scratchllm.serving.protocol import parse_chat, parse_completion
+
+
+class Collect:
+    """What the worker hands the engine, without an event loop: the group and the events."""
+
+    def __init__(self, plans, cancel_after: int | None = None) -> None:
+        self.group = plans
+        self.events: list = []
+        self.cancel_after = cancel_after
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_after is not None and len(self.events) >= self.cancel_after
+
+    def emit(self, event, urgent: bool = False) -> None:
+        self.events.append(event)
+
+
+BODIES = [
+    {"prompt": "The ", "max_tokens": 30, "temperature": 0},
+    {"prompt": "Return ", "max_tokens": 12, "temperature": 1.0, "seed": 7},
+    {"prompt": "x", "max_tokens": 40, "temperature": 0.8, "top_p": 0.9, "seed": 3},
+    {"prompt": "def ", "max_tokens": 25, "top_k": 5, "seed": 11, "stop": ["e"]},  # a stop string
+    {"prompt": "If", "max_tokens": 1, "temperature": 0},
+    {"prompt": "A list of", "max_tokens": 35, "temperature": 1.3, "seed": 2, "stop": ["\n", "s "]},
+]
+
+
+def plans_of(engine, bodies):
+    return [engine.plan_completion(parse_completion({"model": "tiny", **b}, 1))[0] for b in bodies]
+
+
+def test_each_row_of_a_batch_gets_the_events_it_gets_alone(checkpoint):
+    engine = make_engine(checkpoint)
+    plans = plans_of(engine, BODIES)
+    assert all(engine.batchable(p) for p in plans)
+    alone = []
+    for p in plans:
+        job = Collect(p)
+        engine.run(p, job)
+        alone.append(job.events)
+    jobs = [Collect(p) for p in plans]
+    engine.run_batch(jobs)
+    assert [job.events for job in jobs] == alone
+    finishes = [job.events[-1][1] for job in jobs]
+    assert {f.reason for f in finishes} == {"length", "stop"}  # both ways of ending are here
+    assert all(isinstance(f, Finish) for f in finishes)
+
+
+def test_a_chat_turn_ends_at_its_stop_token_in_a_batch(checkpoint):
+    engine = make_engine(checkpoint, chat=True)
+    bodies = [{"messages": [{"role": "user", "content": q}], "max_tokens": 60, "seed": s}
+              for q, s in [("Return the", 1), ("What is x", 2), ("def", 3)]]  # fmt: skip
+    plans = [engine.plan_chat(parse_chat({"model": "tiny", **b}, 1))[0] for b in bodies]
+    alone = []
+    for p in plans:
+        job = Collect(p)
+        engine.run(p, job)
+        alone.append(job.events)
+    jobs = [Collect(p) for p in plans]
+    engine.run_batch(jobs)
+    assert [job.events for job in jobs] == alone
+
+
+def test_a_row_whose_client_leaves_ends_and_the_others_are_unchanged(checkpoint):
+    engine = make_engine(checkpoint)
+    plans = plans_of(engine, BODIES[:3])
+    alone = []
+    for p in plans:
+        job = Collect(p)
+        engine.run(p, job)
+        alone.append(job.events)
+    jobs = [Collect(plans[0]), Collect(plans[1], cancel_after=2), Collect(plans[2])]
+    engine.run_batch(jobs)
+    assert jobs[1].events[-1] == (0, Finish("cancelled", jobs[1].events[-1][1].completion_tokens))
+    assert len(jobs[1].events) <= 3
+    assert [jobs[0].events, jobs[2].events] == [alone[0], alone[2]]
+
+
+def family(name: str, vocab_size: int):
+    from scratchllm.models import (
+        GPT,
+        MLPLM,
+        RNNLM,
+        GPTConfig,
+        MLPConfig,
+        NGram,
+        NGramConfig,
+        RNNConfig,
+    )
+
+    torch.manual_seed(0)
+    if name == "ngram":
+        return NGram(NGramConfig(n=3, vocab_size=vocab_size)).fit([1, 2, 3, 1, 2, 4, 5, 6, 1])
+    if name == "mlp":
+        return MLPLM(MLPConfig(vocab_size=vocab_size, n=4))
+    if name in ("lstm", "gru"):
+        config = RNNConfig(cell=name, vocab_size=vocab_size, block_size=16, n_layer=1,
+                           n_embd=16, n_hidden=32)  # fmt: skip
+        return RNNLM(config)
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32))
+
+
+@pytest.mark.parametrize("name", ["ngram", "mlp", "lstm", "gru", "gpt"])
+def test_every_model_family_batches_as_it_runs_alone(name):
+    from scratchllm.serving import ServerConfig
+    from scratchllm.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train("abcdefgh \n")
+    engine = Engine(family(name, tok.vocab_size).eval(), tok, "m", ServerConfig())
+    bodies = [
+        {"prompt": "ab", "max_tokens": 10, "temperature": 0},
+        {"prompt": "h", "max_tokens": 6, "seed": 3},
+        {"prompt": "abc d", "max_tokens": 30, "temperature": 0.7, "seed": 1, "stop": ["g"]},
+    ]  # the last outgrows the GPT's 16-token context: the window slides alike
+    plans = [engine.plan_completion(parse_completion({"model": "m", **b}, 1))[0] for b in bodies]
+    alone = []
+    for p in plans:
+        job = Collect(p)
+        engine.run(p, job)
+        alone.append(job.events)
+    jobs = [Collect(p) for p in plans]
+    engine.run_batch(jobs)
+    assert [job.events for job in jobs] == alone
+
+
+def test_what_cannot_batch_is_said_so():
+    """Log-probs, penalties, logit bias and several choices keep a request on its own."""
+    cases = [
+        ({"logprobs": 2}, False), ({"frequency_penalty": 0.5}, False),
+        ({"presence_penalty": 0.5}, False), ({"logit_bias": {"3": 1.0}}, False),
+        ({"n": 2}, False), ({"temperature": 0.5, "stop": ["a"], "seed": 1}, True),
+    ]  # fmt: skip
+    for extra, ok in cases:
+        req = parse_completion({"model": "m", "prompt": [1, 2], "max_tokens": 3, **extra}, 4)
+        plans = [Plan(i, [1, 2], req.sampling, i, frozenset()) for i in range(req.n)]
+        assert Engine.batchable(plans) is ok, extra
+
+
+def test_the_server_batches_the_requests_that_wait_while_it_is_busy(serve, reference):
+    with serve(max_total_tokens=10**6) as s:
+        busy, response = open_stream(s, {"model": "tiny", "prompt": "The", "max_tokens": LONG,
+                                         "stream": True})  # fmt: skip
+        assert response.status == 200
+        wait_until(lambda: health(s)["queue"]["running"], 5)
+        bodies = BODIES[:4]
+        got: list = [None] * len(bodies)
+        errors: list = []
+
+        def client_thread(i: int) -> None:
+            body = dict(bodies[i])
+            if "top_k" in body:  # not an OpenAI parameter: the client sends it as extra body
+                body["extra_body"] = {"top_k": body.pop("top_k")}
+            client = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
+            try:
+                if i % 2:
+                    chunks = client.completions.create(model="tiny", stream=True, **body)
+                    got[i] = "".join(c.choices[0].text for c in chunks)
+                else:
+                    got[i] = client.completions.create(model="tiny", **body).choices[0].text
+            except Exception as e:  # collected: a thread's assert would be lost
+                errors.append(e)
+
+        threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: health(s)["queue"]["waiting"] == 4 or errors, 10)
+        assert not errors, errors
+        leave(busy)  # the busy request's client leaves: the four waiting ones go together
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert health(s)["queue"]["batches"] == 1
+    want = []
+    for b in bodies:
+        kw = {k: b[k] for k in ("temperature", "top_k", "top_p", "seed") if k in b}
+        text = expected(reference, b["prompt"], b["max_tokens"], **kw)
+        for stop in b.get("stop", ()):
+            text = text.split(stop)[0]
+        want.append(text)
+    assert got == want
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_a_batch_stops_its_row(serve, stream):
+    with serve(max_total_tokens=10**6) as s:
+        busy, _ = open_stream(s, {"model": "tiny", "prompt": "a", "max_tokens": LONG,
+                                  "stream": True})  # fmt: skip
+        wait_until(lambda: health(s)["queue"]["running"], 5)
+        body = {"model": "tiny", "prompt": "The", "max_tokens": LONG, "stream": stream}
+        first, _ = open_stream(s, body, wait=False)
+        second, _ = open_stream(s, body, wait=False)
+        wait_until(lambda: health(s)["queue"]["waiting"] == 2, 5)
+        leave(busy)
+        wait_until(lambda: health(s)["queue"]["batches"] == 1, 5)
+        leave(first)
+        leave(second)
+        seconds = wait_until(lambda: not health(s)["queue"]["running"], 5)
+        assert seconds < 1.5, f"the batch ran on for {seconds:.2f} s after its clients left"
+        assert health(s)["queue"]["cancelled"] == 3
