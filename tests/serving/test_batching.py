@@ -42,6 +42,16 @@ BODIES = [
 ]
 
 
+def run_alone(engine, plans) -> list[list]:
+    """Each request's events when the engine runs it on its own."""
+    out = []
+    for p in plans:
+        job = Collect(p)
+        engine.run(p, job)
+        out.append(job.events)
+    return out
+
+
 def plans_of(engine, bodies):
     return [engine.plan_completion(parse_completion({"model": "tiny", **b}, 1))[0] for b in bodies]
 
@@ -50,11 +60,7 @@ def test_each_row_of_a_batch_gets_the_events_it_gets_alone(checkpoint):
     engine = make_engine(checkpoint)
     plans = plans_of(engine, BODIES)
     assert all(engine.batchable(p) for p in plans)
-    alone = []
-    for p in plans:
-        job = Collect(p)
-        engine.run(p, job)
-        alone.append(job.events)
+    alone = run_alone(engine, plans)
     jobs = [Collect(p) for p in plans]
     engine.run_batch(jobs)
     assert [job.events for job in jobs] == alone
@@ -68,11 +74,7 @@ def test_a_chat_turn_ends_at_its_stop_token_in_a_batch(checkpoint):
     bodies = [{"messages": [{"role": "user", "content": q}], "max_tokens": 60, "seed": s}
               for q, s in [("Return the", 1), ("What is x", 2), ("def", 3)]]  # fmt: skip
     plans = [engine.plan_chat(parse_chat({"model": "tiny", **b}, 1))[0] for b in bodies]
-    alone = []
-    for p in plans:
-        job = Collect(p)
-        engine.run(p, job)
-        alone.append(job.events)
+    alone = run_alone(engine, plans)
     jobs = [Collect(p) for p in plans]
     engine.run_batch(jobs)
     assert [job.events for job in jobs] == alone
@@ -81,11 +83,7 @@ def test_a_chat_turn_ends_at_its_stop_token_in_a_batch(checkpoint):
 def test_a_row_whose_client_leaves_ends_and_the_others_are_unchanged(checkpoint):
     engine = make_engine(checkpoint)
     plans = plans_of(engine, BODIES[:3])
-    alone = []
-    for p in plans:
-        job = Collect(p)
-        engine.run(p, job)
-        alone.append(job.events)
+    alone = run_alone(engine, plans)
     jobs = [Collect(plans[0]), Collect(plans[1], cancel_after=2), Collect(plans[2])]
     engine.run_batch(jobs)
     assert jobs[1].events[-1] == (0, Finish("cancelled", jobs[1].events[-1][1].completion_tokens))
@@ -130,11 +128,7 @@ def test_every_model_family_batches_as_it_runs_alone(name):
         {"prompt": "abc d", "max_tokens": 30, "temperature": 0.7, "seed": 1, "stop": ["g"]},
     ]  # the last outgrows the GPT's 16-token context: the window slides alike
     plans = [engine.plan_completion(parse_completion({"model": "m", **b}, 1))[0] for b in bodies]
-    alone = []
-    for p in plans:
-        job = Collect(p)
-        engine.run(p, job)
-        alone.append(job.events)
+    alone = run_alone(engine, plans)
     jobs = [Collect(p) for p in plans]
     engine.run_batch(jobs)
     assert [job.events for job in jobs] == alone
