@@ -91,6 +91,42 @@ def test_a_row_whose_client_leaves_ends_and_the_others_are_unchanged(checkpoint)
     assert [jobs[0].events, jobs[2].events] == [alone[0], alone[2]]
 
 
+def by_choice(events) -> dict[int, list]:
+    """A job's events per choice index, each in its order (a batch interleaves choices)."""
+    out: dict[int, list] = {}
+    for index, event in events:
+        out.setdefault(index, []).append(event)
+    return out
+
+
+def test_a_request_with_several_choices_decodes_them_as_rows(checkpoint):
+    engine = make_engine(checkpoint)
+    several = engine.plan_completion(
+        parse_completion(
+            {
+                "model": "tiny",
+                "prompt": ["The ", "x"],
+                "n": 2,
+                "max_tokens": 20,
+                "temperature": 0.9,
+                "seed": 5,
+            },
+            4,
+        )  # fmt: skip
+    )[0]
+    assert [p.index for p in several] == [0, 1, 2, 3] and engine.batchable(several)
+    one = plans_of(engine, BODIES[1:2])[0]
+    alone = []
+    for plans in (several, one):
+        job = Collect(plans)
+        engine.run(plans, job)
+        alone.append(by_choice(job.events))
+    jobs = [Collect(several), Collect(one)]
+    engine.run_batch(jobs)
+    assert [by_choice(job.events) for job in jobs] == alone
+    assert [i for i, _ in jobs[0].events] != sorted(i for i, _ in jobs[0].events)  # interleaved
+
+
 def family(name: str, vocab_size: int):
     from scratchllm.models import (
         GPT,
@@ -135,14 +171,15 @@ def test_every_model_family_batches_as_it_runs_alone(name):
 
 
 def test_what_cannot_batch_is_said_so():
-    """Log-probs, penalties, logit bias and several choices keep a request on its own."""
+    """Log-probs, penalties, logit bias and more choices than a batch holds keep a request on
+    its own."""
     cases = [
         ({"logprobs": 2}, False), ({"frequency_penalty": 0.5}, False),
         ({"presence_penalty": 0.5}, False), ({"logit_bias": {"3": 1.0}}, False),
-        ({"n": 2}, False), ({"temperature": 0.5, "stop": ["a"], "seed": 1}, True),
+        ({"n": 9}, False), ({"n": 8}, True), ({"temperature": 0.5, "stop": ["a"], "seed": 1}, True),
     ]  # fmt: skip
     for extra, ok in cases:
-        req = parse_completion({"model": "m", "prompt": [1, 2], "max_tokens": 3, **extra}, 4)
+        req = parse_completion({"model": "m", "prompt": [1, 2], "max_tokens": 3, **extra}, 16)
         plans = [Plan(i, [1, 2], req.sampling, i, frozenset()) for i in range(req.n)]
         assert Engine.batchable(plans) is ok, extra
 

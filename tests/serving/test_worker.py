@@ -162,3 +162,24 @@ def test_a_failing_batch_fails_each_of_its_jobs_and_the_worker_goes_on():
 
     outcomes, fine = run(main())
     assert outcomes == [["partial"], []] and fine == ["fine"]
+
+
+def test_a_batch_holds_jobs_while_their_rows_fit():
+    async def main():
+        groups: list[list[str]] = []
+        worker = Worker(16, run_group=lambda jobs: groups.append([j.group for j in jobs]),
+                        max_group=8)  # fmt: skip
+        gate = threading.Event()
+        first = worker.submit(lambda job: gate.wait(5))
+        while not worker.status()["running"]:
+            await asyncio.sleep(0.01)
+        jobs = [worker.submit(lambda job: None, group=name, rows=rows)
+                for name, rows in [("a", 3), ("b", 4), ("c", 3), ("d", 1), ("e", 6)]]  # fmt: skip
+        gate.set()
+        for job in [first, *jobs]:
+            assert [e async for e in job] == []
+        worker.close()
+        return groups
+
+    # a (3) + b (4) + d (1) fill 8; c (3) + e (6) would not fit together: c then e alone
+    assert run(main()) == [["a", "b", "d"]]

@@ -37,7 +37,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scratchllm.serving.choice import Delta
-from scratchllm.serving.engine import Engine, Plan
+from scratchllm.serving.engine import MAX_BATCH, Engine, Plan
 from scratchllm.serving.errors import APIError, from_status
 from scratchllm.serving.protocol import parse_chat, parse_completion
 from scratchllm.serving.responses import Response as Reply
@@ -51,7 +51,7 @@ def create_app(engine: Engine) -> FastAPI:
     config = engine.config
     worker = Worker(
         config.max_queue, engine.thread_setup, config.stream_interval,
-        run_group=_guarded(engine.run_batch),
+        run_group=_guarded(engine.run_batch), max_group=MAX_BATCH,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager
@@ -134,7 +134,7 @@ def create_app(engine: Engine) -> FastAPI:
         request: Request, reply: Reply, plans: list[Plan], stream: bool, include_usage: bool
     ) -> Response:
         batch = plans if engine.batchable(plans) else None
-        job = _submit(worker, lambda job: engine.run(plans, job), group=batch)
+        job = _submit(worker, lambda job: engine.run(plans, job), batch, len(plans))
         if stream:
             reply.include_usage = include_usage
             return EventStream(
@@ -312,9 +312,9 @@ def _guarded(fn):  # noqa: ANN001, ANN202
     return guarded
 
 
-def _submit(worker: Worker, fn, group=None) -> Job:  # noqa: ANN001
+def _submit(worker: Worker, fn, group=None, rows: int = 1) -> Job:  # noqa: ANN001
     try:
-        return worker.submit(_guarded(fn), group)
+        return worker.submit(_guarded(fn), group, rows)
     except QueueFull as e:
         raise APIError.overloaded(e.waiting) from None
 

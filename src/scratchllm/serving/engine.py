@@ -48,6 +48,11 @@ class Plan:
     stop_ids: frozenset[int]
 
 
+# Rows of a batch at most: the requests waiting together decode as one batch of up to this
+# many choices (the worker's max_group).
+MAX_BATCH = 8
+
+
 class Engine:
     """The model, its tokenizer and chat format, and the server's limits."""
 
@@ -224,26 +229,26 @@ class Engine:
 
     @staticmethod
     def batchable(plans: list[Plan]) -> bool:
-        """Whether a request can decode in a batch with others (``run_batch``): one choice
-        that needs nothing per request on the logits (``backend.batchable``)."""
-        return len(plans) == 1 and batchable(plans[0].sampling)
+        """Whether a request can decode in a batch with others (``run_batch``): at most
+        ``MAX_BATCH`` choices, none needing anything per request on the logits
+        (``backend.batchable``)."""
+        return len(plans) <= MAX_BATCH and all(batchable(p.sampling) for p in plans)
 
     def run_batch(self, jobs: list[Job]) -> None:
-        """Generate the one plan of each job (``job.group``, of ``batchable`` requests) as one
-        batch, one model step per token for all, sending each job the events ``run`` would:
-        each row's tokens are those it gets alone. A row that ends (its stop, a client that
-        left) stops being decoded."""
-        plans = [job.group[0] for job in jobs]
-        batch = BatchSteps(
-            self.model, [(p.prompt_ids, p.sampling, p.seed, p.stop_ids) for p in plans]
-        )
+        """Generate the plans of every job (``job.group``, of ``batchable`` requests) as one
+        batch, one model step per token for all, sending each job the events ``run`` would,
+        its choices' events interleaved: each row's tokens are those it gets alone. A row
+        that ends (its stop, a client that left) stops being decoded."""
+        owned = [(job, plan) for job in jobs for plan in job.group]
+        rows = [(p.prompt_ids, p.sampling, p.seed, p.stop_ids) for _, p in owned]
+        batch = BatchSteps(self.model, rows)
         try:
             choices = [
                 choice_events(batch.steps(i), self.texts, p.sampling, p.stop_ids,
                               lambda job=job: job.cancelled)
-                for i, (p, job) in enumerate(zip(plans, jobs))
+                for i, (job, p) in enumerate(owned)
             ]  # fmt: skip
-            live = list(range(len(jobs)))
+            live = list(range(len(owned)))
             while live:
                 for i in list(live):
                     event = next(choices[i], None)
@@ -251,7 +256,8 @@ class Engine:
                         live.remove(i)
                         batch.end(i)
                         continue
-                    jobs[i].emit((plans[i].index, event), urgent=isinstance(event, Finish))
+                    job, plan = owned[i]
+                    job.emit((plan.index, event), urgent=isinstance(event, Finish))
         finally:
             batch.close()
 

@@ -10,10 +10,11 @@ A client that leaves sets ``job.cancel()``: a waiting job is skipped, a running 
 ``job.cancelled`` at its next token and returns. An exception in a job ends that job only
 (it arrives as the last event); the worker goes on with the next one.
 
-**Batches.** A job submitted with a ``group`` (the server's: the choice it generates) can
-run together with others: when the worker takes one, it also takes every other waiting
-job with a group, up to ``max_group``, and calls ``run_group(jobs)`` once for them all
-(the engine decodes them as one batch). An exception there goes to each of its jobs.
+**Batches.** A job submitted with a ``group`` (the server's: the choices it generates,
+``rows`` of them) can run together with others: when the worker takes one, it also takes
+the other waiting jobs with a group, in order, while their rows add up to no more than
+``max_group``, and calls ``run_group(jobs)`` once for them all (the engine decodes them as
+one batch). An exception there goes to each of its jobs.
 
 >>> worker = Worker(max_queue=4)                       # doctest: +SKIP
 >>> job = worker.submit(lambda job: job.emit("hi"))    # doctest: +SKIP
@@ -65,6 +66,7 @@ class Job:
     ) -> None:
         self.fn = fn
         self.group: Any = None  # set by Worker.submit: what run_group needs of the job
+        self.rows = 1  # the batch rows the group takes
         self.wake_interval = wake_interval
         self._loop = loop
         self._buffer: collections.deque = collections.deque()
@@ -162,14 +164,15 @@ class Worker:
         self._thread = threading.Thread(target=self._loop, name="scratchllm-model", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[Job], Any], group: Any = None) -> Job:
+    def submit(self, fn: Callable[[Job], Any], group: Any = None, rows: int = 1) -> Job:
         """Queue ``fn`` (run as ``fn(job)`` on the worker thread); raise QueueFull if full.
-        With ``group`` not None, the job may run in a batch instead (``run_group``).
+        With ``group`` not None, the job may run in a batch instead (``run_group``), where
+        it takes ``rows`` of the batch's ``max_group``.
 
         Call it from the event loop: events come back on that loop.
         """
         job = Job(fn, asyncio.get_running_loop(), self.wake_interval)
-        job.group = group
+        job.group, job.rows = group, rows
         with self._cond:
             if self._closed:
                 raise RuntimeError("the worker has been closed")
@@ -230,16 +233,18 @@ class Worker:
 
     def _take(self) -> list[Job]:
         """The next job, and with it (if it has a group) the other waiting jobs that have
-        one, up to ``max_group``, in their order; the others keep their places. Under the
-        lock."""
+        one, in their order, while the rows fit in ``max_group``; the others keep their
+        places. Under the lock."""
         first = self._waiting.popleft()
         if first.group is None or self._run_group is None:
             return [first]
-        jobs, others = [first], collections.deque()
+        jobs, others, rows = [first], collections.deque(), first.rows
         while self._waiting:
             job = self._waiting.popleft()
-            if job.group is not None and not job.cancelled and len(jobs) < self.max_group:
+            fits = rows + job.rows <= self.max_group
+            if job.group is not None and not job.cancelled and fits:
                 jobs.append(job)
+                rows += job.rows
             else:
                 others.append(job)
         self._waiting = others
