@@ -11,8 +11,9 @@ generator ends the decode loop.
 row yielding what ``decode_steps`` yields for it alone, for the choices that ``batchable``
 says need nothing per request on the logits.
 
-Everything the server needs from the generation package goes through this module, so a
-change of that API is a change here only.
+Everything the server needs from the generation package (and the one hint it gives the
+decode step, ``share_cores``) goes through this module, so a change of that API is a change
+here only.
 
 >>> steps = decode_steps(model, [5, 6], Sampling(max_tokens=3, temperature=0))  # doctest: +SKIP
 >>> [token for token, _ in steps]                                              # doctest: +SKIP
@@ -118,6 +119,15 @@ def decode_steps(
                 yield int(token), recorder.last
         finally:
             steps.close()
+
+
+def share_cores() -> None:
+    """Tell the decode step that, on the calling thread (the worker's), the server's event
+    loop and its clients share the cores, so that a small model decodes on one thread
+    there (``models.decode_kernel.share_cores``)."""
+    from scratchllm.models import decode_kernel
+
+    decode_kernel.share_cores()
 
 
 def batchable(sampling: Sampling) -> bool:

@@ -25,8 +25,13 @@ from typing import Any
 
 import torch
 
-from scratchllm.models import decode_kernel
-from scratchllm.serving.backend import BatchSteps, ChatFormat, batchable, context_length
+from scratchllm.serving.backend import (
+    BatchSteps,
+    ChatFormat,
+    batchable,
+    context_length,
+    share_cores,
+)
 from scratchllm.serving.choice import Finish, TokenTexts, choice_events, run_choice
 from scratchllm.serving.config import ServerConfig
 from scratchllm.serving.errors import APIError
@@ -84,9 +89,9 @@ class Engine:
         per thread: a new thread would use every core whatever ``set_num_threads`` said
         elsewhere, and a small model runs 1.5x slower oversubscribed (measured). The C++
         decode step is told that the server's event loop shares the cores, so a small
-        model decodes on one thread (``decode_kernel.share_cores``)."""
+        model decodes on one thread (``backend.share_cores``)."""
         torch.set_num_threads(self.threads)
-        decode_kernel.share_cores()
+        share_cores()
 
     # -- prompts ---------------------------------------------------------------------------
 
