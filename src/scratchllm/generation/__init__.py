@@ -3,8 +3,9 @@
 ``generate`` (greedy, sampling, beams; batches of unequal prompts; eos and stop strings),
 ``stream_generate`` (tokens or text as they come), ``beam_search`` (every beam with its
 score), ``generate_batch`` / ``stream_batch`` (many requests, each with its own settings, in
-one batch), and the logits processors they are built from. Importing this package loads
-no model and reads no files.
+one batch), ``LiveBatch`` (a batch that requests join and leave while it runs), and the
+logits processors they are built from. Importing this package loads no model and reads no
+files.
 """
 
 from scratchllm.generation.batch import (
@@ -19,6 +20,7 @@ from scratchllm.generation.beam import BeamSearchOutput, beam_search
 from scratchllm.generation.config import GenerationConfig
 from scratchllm.generation.generate import generate, stream_generate
 from scratchllm.generation.inputs import PromptTruncatedWarning
+from scratchllm.generation.live import LiveBatch, why_not_live
 from scratchllm.generation.processors import (
     ProcessorChain,
     RepetitionPenalty,
@@ -36,6 +38,7 @@ __all__ = [
     "Event",
     "GenerationConfig",
     "IncrementalDecoder",
+    "LiveBatch",
     "ProcessorChain",
     "Request",
     "PromptTruncatedWarning",
@@ -50,4 +53,5 @@ __all__ = [
     "generate_batch",
     "stream_batch",
     "stream_generate",
+    "why_not_live",
 ]

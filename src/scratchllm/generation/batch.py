@@ -45,10 +45,14 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt (token ids) and the settings it is generated with."""
+    """One prompt (token ids), the settings it is generated with, and logits processors of
+    its own: they run after the batch's ``logits_processor`` and before the sampling
+    warpers, each seeing ``input_ids [1, n]``, the row alone without padding, so a row
+    gets what ``generate(..., logits_processor=batch's + its own)`` gives it."""
 
     prompt: Sequence[int]
     config: GenerationConfig
+    logits_processor: Sequence[LogitsProcessor] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, GenerationConfig):
@@ -99,12 +103,8 @@ def generate_batch(
             done[event.row] = event.finish_reason
     out = []
     for b in range(len(requests)):
-        row = tokens[b]
-        tracker = stream.trackers[b] if stream.trackers else None
-        if tracker is not None and tracker.stop_at is not None:
-            row = row[: tracker.tokens_before_stop()]
         text = "".join(texts[b]) if tokenizer is not None else None
-        out.append(Completion(row, text, done[b]))
+        out.append(Completion(stream.rows[b].tokens_kept(tokens[b]), text, done[b]))
     return out
 
 
@@ -142,7 +142,7 @@ class BatchStream:
                 )
         self.model, self.requests, self.extra = model, requests, extra
         self.decode = decode_function(tokenizer) if tokenizer is not None else None
-        self.trackers: list[TextTracker] | None = None
+        self.rows: list[RowText] = []  # each row's progress, once generation has begun
         vocab = getattr(model, "vocab_size", None)
         for i, r in enumerate(requests):
             fill = r.config.fill_token_id
@@ -188,10 +188,7 @@ class BatchStream:
         device = prompts.ids.device
         limits = [r.config.max_new_tokens for r in reqs]
         N = max(limits)
-        if self.decode is not None:
-            self.trackers = [TextTracker(self.decode, r.config.stop) for r in reqs]
-        shown = [0] * B
-        counts = [0] * B
+        self.rows = [RowText.of(r.config, self.decode) for r in reqs]
         active = [n > 0 for n in limits]
         for b in range(B):
             if not active[b]:
@@ -210,7 +207,6 @@ class BatchStream:
             torch.Generator().manual_seed(normalise_seeds(r.config.seed, 1)[0]) if s else None
             for r, s in zip(reqs, sampling)
         ]
-        eos = [set(r.config.eos_token_id or ()) for r in reqs]
         fill = torch.tensor([r.config.fill_token_id or 0 for r in reqs], device=device)
         greedy_rows = torch.tensor([b for b in range(B) if not sampling[b]], dtype=torch.long)
         cur = T
@@ -220,7 +216,7 @@ class BatchStream:
             if not any(active):
                 return
             logits = runner.next_logits(seq, cur)  # (B, V)
-            logits = self._process(groups, seq[:, :cur], logits)
+            logits = self._process(groups, seq, cur, logits)
             live = [b for b in range(B) if sampling[b] and active[b]]  # ended rows draw no more
             if len(live) == B:  # every row samples: no picking
                 tokens = sample_tokens(logits, generators)
@@ -236,62 +232,118 @@ class BatchStream:
             cur += 1
             for b, token in enumerate(tokens.tolist()):
                 if active[b]:
-                    event = self._advance(b, token, eos[b], counts, limits, shown)
+                    event = self.rows[b].advance(b, token)
                     if event.finish_reason is not None:
                         active[b] = False
                     yield event
 
-    def _advance(self, b, token, eos, counts, limits, shown) -> Event:
-        """The event of row ``b`` for its new ``token``."""
-        tracker = self.trackers[b] if self.trackers else None
-        if token in eos:
+    def _groups(self) -> list[tuple[list[int] | None, Any]]:
+        """Rows with the same processor settings, and the chain they share (rows None: all);
+        a row with processors of its own is a group of its own."""
+        by_key: dict[tuple, list[int]] = {}
+        groups = []
+        for b, r in enumerate(self.requests):
+            if r.logits_processor:
+                groups.append(
+                    ([b], chain_for(processor_key(r.config), (*self.extra, *r.logits_processor)))
+                )
+            else:
+                by_key.setdefault(processor_key(r.config), []).append(b)
+        for key, rows in by_key.items():
+            chain = chain_for(key, self.extra)
+            if chain:
+                groups.append((None if len(by_key) == 1 and not groups else rows, chain))
+        return groups
+
+    def _process(self, groups, seq: torch.Tensor, cur: int, logits: torch.Tensor) -> torch.Tensor:
+        """The groups' chains on their rows; a row with its own processors reads its ids
+        without the padding (``Request``)."""
+        shared = [(rows, chain) for rows, chain in groups if not self._own(rows)]
+        out = process_groups(shared, seq[:, :cur], logits) if shared else logits
+        for rows, chain in groups:
+            if self._own(rows):
+                b = rows[0]
+                if out is logits:
+                    out = logits.clone()
+                ids = seq[b : b + 1, self.prompts.pad_lens[b] : cur]
+                out[b : b + 1] = chain(ids, logits[b : b + 1])
+        return out
+
+    def _own(self, rows: list[int] | None) -> bool:
+        return rows is not None and len(rows) == 1 and bool(self.requests[rows[0]].logits_processor)
+
+
+def process_groups(groups, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Apply each group's chain to its rows of ``logits`` (rows None: every row)."""
+    if len(groups) == 1 and groups[0][0] is None:  # one setting for every row
+        return groups[0][1](input_ids, logits)
+    out = logits.clone()
+    for rows, chain in groups:
+        out[rows] = chain(input_ids[rows], logits[rows])
+    return out
+
+
+def processor_key(config: GenerationConfig) -> tuple:
+    """What a row's logits processors depend on: rows with the same key share one chain."""
+    c = config
+    return (c.sampling, c.temperature, c.top_k, c.top_p, c.repetition_penalty)
+
+
+def chain_for(key: tuple, extra: Sequence[LogitsProcessor]) -> Any:
+    """The processor chain of a ``processor_key`` (empty: nothing to do), then ``extra``."""
+    sampling, temperature, top_k, top_p, penalty = key
+    return build_processors(
+        do_sample=sampling,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=penalty,
+        extra=extra,
+    )
+
+
+@dataclass
+class RowText:
+    """One row's progress towards its end: its token count and the text shown so far."""
+
+    limit: int  # max_new_tokens
+    eos: frozenset[int]
+    tracker: TextTracker | None  # None without a tokenizer
+    count: int = 0  # tokens generated (no eos)
+    shown: int = 0  # characters of tracker.text already in events
+
+    @classmethod
+    def of(cls, config: GenerationConfig, decode: Any) -> RowText:
+        tracker = TextTracker(decode, config.stop) if decode is not None else None
+        return cls(config.max_new_tokens, frozenset(config.eos_token_id or ()), tracker)
+
+    def advance(self, row: int, token: int) -> Event:
+        """The event of ``row`` for its new ``token``."""
+        tracker = self.tracker
+        if token in self.eos:
             text = ""
             if tracker is not None:
                 tracker.finish()
-                text = tracker.text[shown[b] :]
-            return Event(b, None, text, "stop")
-        counts[b] += 1
+                text = tracker.text[self.shown :]
+            return Event(row, None, text, "stop")
+        self.count += 1
         if tracker is None:
-            return Event(b, token, "", "length" if counts[b] == limits[b] else None)
+            return Event(row, token, "", "length" if self.count == self.limit else None)
         stopped = tracker.push(token)
         end = tracker.safe_end()
-        text = tracker.text[shown[b] : end]
-        shown[b] = max(shown[b], end)
+        text = tracker.text[self.shown : end]
+        self.shown = max(self.shown, end)
         if stopped:
-            return Event(b, token, text, "stop")
-        if counts[b] == limits[b]:
+            return Event(row, token, text, "stop")
+        if self.count == self.limit:
             tracker.finish()  # no more tokens: show what was held back
-            text += tracker.text[shown[b] :]
-            shown[b] = len(tracker.text)
-            return Event(b, token, text, "length")
-        return Event(b, token, text, None)
+            text += tracker.text[self.shown :]
+            self.shown = len(tracker.text)
+            return Event(row, token, text, "length")
+        return Event(row, token, text, None)
 
-    def _groups(self) -> list[tuple[list[int] | None, Any]]:
-        """Rows with the same processor settings, and the chain they share (rows None: all)."""
-        by_key: dict[tuple, list[int]] = {}
-        for b, r in enumerate(self.requests):
-            c = r.config
-            key = (c.sampling, c.temperature, c.top_k, c.top_p, c.repetition_penalty)
-            by_key.setdefault(key, []).append(b)
-        groups = []
-        for (sampling, temperature, top_k, top_p, penalty), rows in by_key.items():
-            chain = build_processors(
-                do_sample=sampling,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                repetition_penalty=penalty,
-                extra=self.extra,
-            )
-            if chain:
-                groups.append((None if len(by_key) == 1 else rows, chain))
-        return groups
-
-    @staticmethod
-    def _process(groups, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        if len(groups) == 1 and groups[0][0] is None:  # one setting for every row
-            return groups[0][1](input_ids, logits)
-        out = logits.clone()
-        for rows, chain in groups:
-            out[rows] = chain(input_ids[rows], logits[rows])
-        return out
+    def tokens_kept(self, tokens: list[int]) -> list[int]:
+        """``tokens`` (the row's, eos left out) without those of a stop string."""
+        if self.tracker is not None and self.tracker.stop_at is not None:
+            return tokens[: self.tracker.tokens_before_stop()]
+        return tokens
