@@ -170,54 +170,84 @@ def test_every_model_family_batches_as_it_runs_alone(name):
     assert [job.events for job in jobs] == alone
 
 
-def test_what_cannot_batch_is_said_so():
-    """Log-probs, penalties, logit bias and more choices than a batch holds keep a request on
-    its own."""
+@pytest.mark.parametrize("name", ["lstm", "gpt"])
+def test_what_cannot_batch_is_said_so(name):
+    """A fixed batch (every family but the GPT) keeps requests with log-probs, penalties or
+    logit bias on their own; a GPT's running batch takes them, each as its row's own. More
+    choices than a batch holds keep a request on its own with either."""
+    from scratchllm.serving import ServerConfig
+    from scratchllm.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train("abcdefgh \n")
+    engine = Engine(family(name, tok.vocab_size).eval(), tok, "m", ServerConfig())
+    live = name == "gpt"
     cases = [
-        ({"logprobs": 2}, False), ({"frequency_penalty": 0.5}, False),
-        ({"presence_penalty": 0.5}, False), ({"logit_bias": {"3": 1.0}}, False),
+        ({"logprobs": 2}, live), ({"frequency_penalty": 0.5}, live),
+        ({"presence_penalty": 0.5}, live), ({"logit_bias": {"3": 1.0}}, live),
         ({"n": 9}, False), ({"n": 8}, True), ({"temperature": 0.5, "stop": ["a"], "seed": 1}, True),
     ]  # fmt: skip
     for extra, ok in cases:
         req = parse_completion({"model": "m", "prompt": [1, 2], "max_tokens": 3, **extra}, 16)
         plans = [Plan(i, [1, 2], req.sampling, i, frozenset()) for i in range(req.n)]
-        assert Engine.batchable(plans) is ok, extra
+        assert engine.batchable(plans) is ok, extra
+        assert engine.joins(plans) is (ok and live), extra
 
 
-def test_the_server_batches_the_requests_that_wait_while_it_is_busy(serve, reference):
-    with serve(max_total_tokens=10**6) as s:
-        busy, response = open_stream(s, {"model": "tiny", "prompt": "The", "max_tokens": LONG,
-                                         "stream": True})  # fmt: skip
-        assert response.status == 200
-        wait_until(lambda: health(s)["queue"]["running"], 5)
-        bodies = BODIES[:4]
-        got: list = [None] * len(bodies)
-        errors: list = []
+# What only a running batch's rows can have: log-probs, penalties, logit bias, and a prompt
+# past the model's 32-token context (the window slides).
+OWN = [
+    {"prompt": "The ", "max_tokens": 20, "temperature": 0, "logprobs": 3},
+    {"prompt": "Return ", "max_tokens": 25, "seed": 4, "frequency_penalty": 1.5, "logprobs": 0},
+    {"prompt": "x", "max_tokens": 18, "seed": 9, "presence_penalty": 2.0, "top_p": 0.9},
+    {"prompt": "def ", "max_tokens": 15, "temperature": 0, "logit_bias": {"5": 8.0, "9": -100}},
+    {"prompt": "A list of " * 4, "max_tokens": 30, "seed": 1, "logprobs": 1, "stop": ["s "]},
+]
 
-        def client_thread(i: int) -> None:
-            body = dict(bodies[i])
-            if "top_k" in body:  # not an OpenAI parameter: the client sends it as extra body
-                body["extra_body"] = {"top_k": body.pop("top_k")}
-            client = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
-            try:
-                if i % 2:
-                    chunks = client.completions.create(model="tiny", stream=True, **body)
-                    got[i] = "".join(c.choices[0].text for c in chunks)
-                else:
-                    got[i] = client.completions.create(model="tiny", **body).choices[0].text
-            except Exception as e:  # collected: a thread's assert would be lost
-                errors.append(e)
 
-        threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        wait_until(lambda: health(s)["queue"]["waiting"] == 4 or errors, 10)
-        assert not errors, errors
-        leave(busy)  # the busy request's client leaves: the four waiting ones go together
-        for t in threads:
-            t.join(60)
-        assert not errors, errors
-        assert health(s)["queue"]["batches"] == 1
+def test_a_running_batch_gives_each_row_its_own_logprobs_penalties_and_window(checkpoint):
+    engine = make_engine(checkpoint)
+    plans = plans_of(engine, OWN)
+    assert all(engine.joins(p) for p in plans) and len(plans[4][0].prompt_ids) > 32
+    alone = run_alone(engine, plans)
+    jobs = [Collect(p) for p in plans]
+    engine.run_batch(jobs)
+    assert [job.events for job in jobs] == alone
+    tokens = [t for _, e in jobs[0].events if not isinstance(e, Finish) for t in e.tokens]
+    assert tokens[0].logprob is not None and len(tokens[0].top) == 3
+
+
+# A request that cannot join a batch (more choices than one holds): while it runs, the others
+# wait for it.
+BUSY = {"model": "tiny", "max_tokens": LONG, "stream": True, "n": 9}
+
+
+def start_clients(server, bodies) -> tuple[list, list, list]:
+    """One official client per body in a thread, streamed for odd ones: ``(threads, texts,
+    errors)``, filled in as they finish."""
+    got: list = [None] * len(bodies)
+    errors: list = []
+
+    def client_thread(i: int) -> None:
+        body = dict(bodies[i])
+        if "top_k" in body:  # not an OpenAI parameter: the client sends it as extra body
+            body["extra_body"] = {"top_k": body.pop("top_k")}
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        try:
+            if i % 2:
+                chunks = client.completions.create(model="tiny", stream=True, **body)
+                got[i] = "".join(c.choices[0].text for c in chunks)
+            else:
+                got[i] = client.completions.create(model="tiny", **body).choices[0].text
+        except Exception as e:  # collected: a thread's assert would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    return threads, got, errors
+
+
+def library_texts(reference, bodies) -> list[str]:
     want = []
     for b in bodies:
         kw = {k: b[k] for k in ("temperature", "top_k", "top_p", "seed") if k in b}
@@ -225,14 +255,48 @@ def test_the_server_batches_the_requests_that_wait_while_it_is_busy(serve, refer
         for stop in b.get("stop", ()):
             text = text.split(stop)[0]
         want.append(text)
-    assert got == want
+    return want
+
+
+def test_the_server_batches_the_requests_that_wait_while_it_is_busy(serve, reference):
+    with serve(max_total_tokens=10**6) as s:
+        busy, response = open_stream(s, {**BUSY, "prompt": "The"})
+        assert response.status == 200
+        wait_until(lambda: health(s)["queue"]["running"], 5)
+        bodies = BODIES[:4]
+        threads, got, errors = start_clients(s, bodies)
+        wait_until(lambda: health(s)["queue"]["waiting"] == 4 or errors, 10)
+        assert not errors, errors
+        leave(busy)  # the busy request's client leaves: the four waiting ones go together
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert health(s)["queue"]["batches"] == 1
+    assert got == library_texts(reference, bodies)
+
+
+def test_requests_join_the_batch_that_is_running(serve, reference):
+    with serve(max_total_tokens=10**6) as s:
+        busy, response = open_stream(s, {"model": "tiny", "prompt": "The", "max_tokens": LONG,
+                                         "stream": True})  # fmt: skip
+        assert response.status == 200
+        wait_until(lambda: health(s)["queue"]["running"], 5)
+        bodies = [*BODIES[:4], {**BODIES[1], "logprobs": 2}]  # log-probs join too
+        threads, got, errors = start_clients(s, bodies)
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        queue = health(s)["queue"]
+        # all done while the busy request, which never ends, still runs: they joined it
+        assert queue["running"] and queue["joined"] == 5 and queue["served"] == 5
+        leave(busy)
+    assert got == library_texts(reference, bodies)
 
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_a_client_that_leaves_a_batch_stops_its_row(serve, stream):
     with serve(max_total_tokens=10**6) as s:
-        busy, _ = open_stream(s, {"model": "tiny", "prompt": "a", "max_tokens": LONG,
-                                  "stream": True})  # fmt: skip
+        busy, _ = open_stream(s, {**BUSY, "prompt": "a"})
         wait_until(lambda: health(s)["queue"]["running"], 5)
         body = {"model": "tiny", "prompt": "The", "max_tokens": LONG, "stream": stream}
         first, _ = open_stream(s, body, wait=False)

@@ -20,7 +20,7 @@ def test_health_describes_the_model(server, reference):
     assert info["chat"] is True
     config = reference.model.config
     assert info["attention"] == {"n_layer": config.n_layer, "n_head": config.n_head}
-    queue = {"running", "waiting", "max_queue", "served", "cancelled", "batches"}
+    queue = {"running", "waiting", "max_queue", "served", "cancelled", "batches", "joined"}
     assert set(info["queue"]) == queue
 
 

@@ -105,7 +105,7 @@ def test_waiting_jobs_with_a_group_run_together_and_the_others_keep_their_turn()
 
         worker = Worker(16, run_group=run_group, max_group=3)
         gate = threading.Event()
-        first = worker.submit(lambda job: gate.wait(5), group="g0")  # runs alone: nothing waits
+        first = worker.submit(lambda job: gate.wait(5))  # the others wait behind it
         while not worker.status()["running"]:
             await asyncio.sleep(0.01)
         jobs = [
@@ -127,7 +127,7 @@ def test_waiting_jobs_with_a_group_run_together_and_the_others_keep_their_turn()
 
     groups, got, status = run(main())
     # up to 3 a batch, in order, the cancelled job left out; the plain job keeps its place,
-    # after the first batch; g0, alone when it ran, ran its own function
+    # after the first batch
     assert groups == [["g1", "g2", "g4"], ["g5", "g6"]]
     assert got == [["batched g1"], ["plain"], ["batched g2"], [], ["batched g4"],
                    ["batched g5"], ["batched g6"]]  # fmt: skip
@@ -181,5 +181,52 @@ def test_a_batch_holds_jobs_while_their_rows_fit():
         worker.close()
         return groups
 
-    # a (3) + b (4) + d (1) fill 8; c (3) + e (6) would not fit together: c then e alone
-    assert run(main()) == [["a", "b", "d"]]
+    # a (3) + b (4) + d (1) fill 8; c (3) + e (6) would not fit together: c then e alone,
+    # each in a group of one (a running group can take more: see the next tests)
+    assert run(main()) == [["a", "b", "d"], ["c"], ["e"]]
+
+
+def test_a_running_group_takes_jobs_from_the_head_of_the_queue_and_ends_each_alone():
+    async def main():
+        log: list[list[str]] = []
+        joining, release = threading.Event(), threading.Event()
+
+        def run_group(jobs):
+            log.append([job.group for job in jobs])
+            if jobs[0].group != "a":
+                return
+            joining.wait(5)
+            more = worker.more(3, lambda job: job.group != "refused")
+            log.append([job.group for job in more])
+            for job in more:
+                job.emit(f"joined {job.group}")
+            worker.done(more[0])  # its work is over before the group's
+            release.wait(5)
+            log.append([job.group for job in worker.more(8, lambda job: True)])
+
+        worker = Worker(16, run_group=run_group)
+        first = worker.submit(lambda job: None, group="a")
+        while not worker.status()["running"]:
+            await asyncio.sleep(0.01)
+        gone = worker.submit(lambda job: None, group="gone")
+        gone.cancel()  # at the head of the queue: ended on the way
+        b = worker.submit(lambda job: None, group="b")
+        c = worker.submit(lambda job: None, group="c", rows=2)
+        d = worker.submit(lambda job: job.emit("plain"))  # no group: it cannot join
+        e = worker.submit(lambda job: None, group="e")  # behind d, so it waits for d
+        joining.set()
+        assert [x async for x in b] == ["joined b"]  # over while the group still runs
+        during = worker.status()
+        release.set()
+        got = [[x async for x in job] for job in (first, gone, c, d, e)]
+        status = worker.status()
+        worker.close()
+        return log, got, during, status
+
+    log, got, during, status = run(main())
+    # b (1 row) and c (2) fill the 3 rows; d, with no group, stops the second call, so e,
+    # which could join, keeps its place behind it
+    assert log == [["a"], ["b", "c"], [], ["e"]]
+    assert got == [[], [], ["joined c"], ["plain"], []]
+    assert during["running"] and during["joined"] == 2 and during["waiting"] == 2
+    assert status["served"] == 6 and status["cancelled"] == 1 and status["joined"] == 2

@@ -51,7 +51,7 @@ def create_app(engine: Engine) -> FastAPI:
     config = engine.config
     worker = Worker(
         config.max_queue, engine.thread_setup, config.stream_interval,
-        run_group=_guarded(engine.run_batch), max_group=MAX_BATCH,
+        run_group=_guarded(lambda jobs: engine.run_batch(jobs, worker)), max_group=MAX_BATCH,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager

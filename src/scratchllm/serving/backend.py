@@ -9,7 +9,9 @@ generator ends the decode loop.
 
 ``BatchSteps(model, rows)`` decodes several choices as one batch (``stream_batch``), each
 row yielding what ``decode_steps`` yields for it alone, for the choices that ``batchable``
-says need nothing per request on the logits.
+says need nothing per request on the logits. ``LiveSteps(model, max_rows)`` does the same
+for choices that join and leave a running batch (``LiveBatch``, a GPT's): there each row
+can have its log-probs, penalties and logit bias.
 
 Everything the server needs from the generation package (and the one hint it gives the
 decode step, ``share_cores``) goes through this module, so a change of that API is a change
@@ -33,10 +35,12 @@ import torch
 
 from scratchllm.generation import (
     GenerationConfig,
+    LiveBatch,
     PromptTruncatedWarning,
     Request,
     stream_batch,
     stream_generate,
+    why_not_live,
 )
 from scratchllm.serving.protocol import Sampling
 
@@ -131,72 +135,160 @@ def share_cores() -> None:
 
 
 def batchable(sampling: Sampling) -> bool:
-    """Whether a choice can decode as a row of a batch: it asks for nothing the batch's
-    shared logits processors do not do (log-probs, penalties, logit bias)."""
-    return sampling.logprobs is None and not (
-        sampling.frequency_penalty or sampling.presence_penalty or sampling.logit_bias
+    """Whether a choice can decode as a row of a fixed batch (``BatchSteps``): it asks for
+    nothing the batch's shared logits processors do not do (log-probs, penalties, logit
+    bias). A ``LiveSteps`` row can have all of those."""
+    return sampling.logprobs is None and not _penalised(sampling)
+
+
+def live_batches(model: torch.nn.Module) -> bool:
+    """Whether ``model`` can decode in a ``LiveSteps`` (a GPT, with its KV cache)."""
+    return why_not_live(model) is None
+
+
+def _penalised(sampling: Sampling) -> bool:
+    return bool(sampling.frequency_penalty or sampling.presence_penalty or sampling.logit_bias)
+
+
+def _config(sampling: Sampling, seed: int | None, stop_ids: frozenset) -> GenerationConfig:
+    """A choice's settings as the generation package takes them, for a batch row."""
+    return GenerationConfig(
+        sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
+        top_p=None if sampling.top_p >= 1.0 else sampling.top_p,
+        seed=seed,
+        eos_token_id=tuple(sorted(stop_ids)) or None,
     )
 
 
-class BatchSteps:
-    """Several choices decoded together, one model step per token for all of them.
+Row = tuple[list[int], Sampling, "int | None", frozenset]  # prompt ids, sampling, seed, stop ids
 
-    ``rows`` holds each choice's ``(prompt ids, sampling, seed, stop ids)``. ``steps(i)``
+
+class _RowSteps:
+    """What ``BatchSteps`` and ``LiveSteps`` share: the batch's events, sorted into a queue
+    per row, and each row's steps read from its queue; a row's ``stop`` stands for its
+    eos. ``_pull`` runs the batch on by one event or one step."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, collections.deque] = {}
+        self._stop: dict[int, int | None] = {}
+        self._done: set[int] = set()  # rows for which no more events will come
+
+    def _open(self, key: int, stop_ids: frozenset) -> None:
+        self._pending[key] = collections.deque()
+        self._stop[key] = min(stop_ids) if stop_ids else None
+
+    def steps(self, key: int) -> Iterator[tuple[int, torch.Tensor | None]]:
+        """Row ``key``'s ``(token, log-probs or None)``, as ``decode_steps`` yields them."""
+        while True:
+            while not self._pending[key]:
+                if key in self._done or not self._pull():
+                    return
+            token, logprobs = self._pending[key].popleft()
+            yield (self._stop[key] if token is None else token), logprobs
+
+    def _deliver(self, event: Any, logprobs: torch.Tensor | None = None) -> None:
+        if event.token is not None or event.finish_reason == "stop":  # None, "length": 0 tokens
+            self._pending[event.row].append((event.token, logprobs))
+        if event.finish_reason is not None:
+            self._done.add(event.row)
+
+    def _pull(self) -> bool:
+        raise NotImplementedError
+
+    def end(self, key: int) -> None:
+        """Stop row ``key`` early (a stop string, a client that left)."""
+        self._done.add(key)
+        self._pending[key].clear()
+
+
+class BatchSteps(_RowSteps):
+    """Several choices decoded together as a fixed batch, one model step per token for all.
+
+    ``rows`` holds each choice's ``(prompt ids, sampling, seed, stop ids)``; ``steps(i)``
     yields row i's ``(token, None)`` as ``decode_steps`` yields them for it alone (the
-    batch's rows are each as if alone: ``generation.batch``); a row ends at its
+    batch's rows are each as if alone: ``generation.batch``), for choices that
+    ``batchable`` says need nothing per request on the logits. A row ends at its
     ``max_tokens`` or after one of its stop ids, which it yields as the choice's last
-    token. ``end(i)`` stops row i early (a stop string, a client that left), so that the
-    batch does not decode it on.
+    token. ``end(i)`` stops row i early, so that the batch does not decode it on.
     """
 
-    def __init__(
-        self, model: torch.nn.Module, rows: list[tuple[list[int], Sampling, int | None, frozenset]]
-    ) -> None:
-        requests = []
-        for ids, sampling, seed, stop_ids in rows:
-            config = GenerationConfig(
-                sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_k=sampling.top_k,
-                top_p=None if sampling.top_p >= 1.0 else sampling.top_p,
-                seed=seed,
-                eos_token_id=tuple(sorted(stop_ids)) or None,
-            )
-            requests.append(Request(ids, config))
-        self._stop = [min(stop_ids) if stop_ids else None for _, _, _, stop_ids in rows]
+    def __init__(self, model: torch.nn.Module, rows: list[Row]) -> None:
+        super().__init__()
+        requests = [Request(ids, _config(s, seed, stop)) for ids, s, seed, stop in rows]
+        for i, row in enumerate(rows):
+            self._open(i, row[3])
         with warnings.catch_warnings():  # as in decode_steps
             warnings.simplefilter("ignore", PromptTruncatedWarning)
             self._stream = stream_batch(model, requests)
-        self._pending: list[collections.deque] = [collections.deque() for _ in rows]
-        self._done = [False] * len(rows)  # no more events will come for the row
-
-    def steps(self, i: int) -> Iterator[tuple[int, None]]:
-        while True:
-            while not self._pending[i]:
-                if self._done[i] or not self._pull():
-                    return
-            token = self._pending[i].popleft()
-            yield (self._stop[i] if token is None else token), None
 
     def _pull(self) -> bool:
         """The batch's next event into its row's queue; False when the batch has ended."""
         event = next(self._stream, None)
         if event is None:
-            self._done = [True] * len(self._done)
+            self._done.update(self._pending)
             return False
-        if event.token is not None or event.finish_reason == "stop":  # None, "length": 0 tokens
-            self._pending[event.row].append(event.token)
-        if event.finish_reason is not None:
-            self._done[event.row] = True
+        self._deliver(event)
         return True
 
-    def end(self, i: int) -> None:
-        self._done[i] = True
-        self._pending[i].clear()
-        self._stream.end(i)
+    def end(self, key: int) -> None:
+        super().end(key)
+        self._stream.end(key)
 
     def close(self) -> None:
         self._stream.close()
+
+
+class LiveSteps(_RowSteps):
+    """Choices that join and leave one running batch (``generation.LiveBatch``).
+
+    ``add(prompt ids, sampling, seed, stop ids)`` makes a choice a row and returns its key;
+    ``steps(key)`` yields what ``decode_steps`` yields for it alone, log-probs included
+    (from the row's raw logits), and its penalties and logit bias apply to it alone (the
+    row's own processors). Before each model step ``before_step()`` is called, where the
+    caller may ``add`` more rows. ``len()`` is the rows running.
+    """
+
+    def __init__(self, model: torch.nn.Module, max_rows: int) -> None:
+        super().__init__()
+        self._batch = LiveBatch(model, max_rows=max_rows)
+        self._vocab_size = int(model.vocab_size)
+        self._logprobs: set[int] = set()
+        self.before_step: Any = None
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    def add(self, ids: list[int], sampling: Sampling, seed: int | None, stop_ids: frozenset) -> int:
+        own = [_Penalties(sampling, len(ids), self._vocab_size)] if _penalised(sampling) else []
+        with warnings.catch_warnings():  # as in decode_steps
+            warnings.simplefilter("ignore", PromptTruncatedWarning)
+            key = self._batch.add(Request(ids, _config(sampling, seed, stop_ids), own))
+        self._open(key, stop_ids)
+        if sampling.logprobs is not None:
+            self._logprobs.add(key)
+        return key
+
+    def _pull(self) -> bool:
+        """One step of the batch, after ``before_step``; False when no row is running."""
+        if self.before_step is not None:
+            self.before_step()
+        if not len(self._batch):
+            return False
+        events = self._batch.step()
+        raw = self._batch.last_logits
+        for event in events:
+            logprobs = None
+            if event.row in self._logprobs and event.row in raw:
+                logprobs = torch.log_softmax(raw[event.row].float(), dim=-1)  # as _Recorder
+            self._deliver(event, logprobs)
+        return True
+
+    def end(self, key: int) -> None:
+        super().end(key)
+        self._batch.end(key)
+        self._logprobs.discard(key)
 
 
 # -- chat templates ------------------------------------------------------------------------

@@ -28,15 +28,17 @@ import torch
 from scratchllm.serving.backend import (
     BatchSteps,
     ChatFormat,
+    LiveSteps,
     batchable,
     context_length,
+    live_batches,
     share_cores,
 )
 from scratchllm.serving.choice import Finish, TokenTexts, choice_events, run_choice
 from scratchllm.serving.config import ServerConfig
 from scratchllm.serving.errors import APIError
 from scratchllm.serving.protocol import ChatRequest, CompletionRequest, Sampling
-from scratchllm.serving.worker import Job
+from scratchllm.serving.worker import Job, Worker
 
 END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "</s>")  # BPE specials that end a text
 SEED_RANGE = 2**62  # seeds are folded into [0, 2**62) so seed + i stays a valid torch seed
@@ -54,7 +56,7 @@ class Plan:
 
 
 # Rows of a batch at most: the requests waiting together decode as one batch of up to this
-# many choices (the worker's max_group).
+# many choices (the worker's max_group), and a running batch takes new ones up to it.
 MAX_BATCH = 8
 
 
@@ -83,6 +85,7 @@ class Engine:
         self.end_ids = frozenset(_end_of_text_ids(tokenizer))
         self._encode = getattr(tokenizer, "encode_ordinary", tokenizer.encode)
         self.threads = torch.get_num_threads()  # as set where the engine was made
+        self.live = live_batches(model)  # requests can join a running batch (a GPT)
 
     def thread_setup(self) -> None:
         """Run on the worker thread before any model call. torch's CPU thread count is
@@ -232,39 +235,97 @@ class Engine:
                 if isinstance(event, Finish) and event.reason == "cancelled":
                     return
 
-    @staticmethod
-    def batchable(plans: list[Plan]) -> bool:
-        """Whether a request can decode in a batch with others (``run_batch``): at most
-        ``MAX_BATCH`` choices, none needing anything per request on the logits
-        (``backend.batchable``)."""
+    def joins(self, plans: list[Plan]) -> bool:
+        """Whether a request can join a running batch (``LiveSteps``): the model can (a
+        GPT) and the request has at most ``MAX_BATCH`` choices. Log-probs, penalties and
+        logit bias are a row's own there, and a row past the context slides its window."""
+        return self.live and len(plans) <= MAX_BATCH
+
+    def batchable(self, plans: list[Plan]) -> bool:
+        """Whether a request can decode in a batch with others (``run_batch``): it ``joins``
+        a running batch, or it has at most ``MAX_BATCH`` choices, none needing anything per
+        request on the logits (``backend.batchable``), for a fixed batch."""
+        if self.joins(plans):
+            return True
         return len(plans) <= MAX_BATCH and all(batchable(p.sampling) for p in plans)
 
-    def run_batch(self, jobs: list[Job]) -> None:
-        """Generate the plans of every job (``job.group``, of ``batchable`` requests) as one
-        batch, one model step per token for all, sending each job the events ``run`` would,
-        its choices' events interleaved: each row's tokens are those it gets alone. A row
-        that ends (its stop, a client that left) stops being decoded."""
+    def run_batch(self, jobs: list[Job], worker: Worker | None = None) -> None:
+        """Generate the plans of every job (``job.group``, of ``batchable`` requests) in
+        batches, one model step per token for all rows, sending each job the events ``run``
+        would, its choices' events interleaved: each row's tokens are those it gets alone.
+
+        The jobs that ``join`` run as a live batch: with ``worker``, the requests waiting at
+        the head of its queue join it between two steps while their rows fit in
+        ``MAX_BATCH`` (``Worker.more``), and each job is over (``Worker.done``) as soon as
+        its choices are. The others run as one fixed batch. A row that ends (its stop, a
+        client that left) stops being decoded."""
+        live = [job for job in jobs if self.joins(job.group)]
+        fixed = [job for job in jobs if not self.joins(job.group)]
+        if len(fixed) == 1:
+            self.run(fixed[0].group, fixed[0])
+        elif fixed:
+            self._run_fixed(fixed)
+        if live:
+            self._run_live(live, worker)
+
+    def _run_fixed(self, jobs: list[Job]) -> None:
         owned = [(job, plan) for job in jobs for plan in job.group]
-        rows = [(p.prompt_ids, p.sampling, p.seed, p.stop_ids) for _, p in owned]
-        batch = BatchSteps(self.model, rows)
+        batch = BatchSteps(self.model, [self._row(p) for _, p in owned])
         try:
-            choices = [
-                choice_events(batch.steps(i), self.texts, p.sampling, p.stop_ids,
-                              lambda job=job: job.cancelled)
-                for i, (job, p) in enumerate(owned)
-            ]  # fmt: skip
-            live = list(range(len(owned)))
-            while live:
-                for i in list(live):
-                    event = next(choices[i], None)
-                    if event is None:
-                        live.remove(i)
-                        batch.end(i)
-                        continue
-                    job, plan = owned[i]
-                    job.emit((plan.index, event), urgent=isinstance(event, Finish))
+            rows = {i: self._choice(batch, i, job, plan) for i, (job, plan) in enumerate(owned)}
+            self._drive(batch, rows)
         finally:
             batch.close()
+
+    def _run_live(self, jobs: list[Job], worker: Worker | None) -> None:
+        batch = LiveSteps(self.model, MAX_BATCH)
+        rows: dict[int, tuple] = {}
+        left: dict[Job, int] = {}  # each job's choices still running
+
+        def admit(new: list[Job]) -> None:
+            for job in new:
+                left[job] = len(job.group)
+                for plan in job.group:
+                    key = batch.add(*self._row(plan))
+                    rows[key] = self._choice(batch, key, job, plan)
+
+        def over(job: Job) -> None:
+            left[job] -= 1
+            if not left[job] and worker is not None:
+                worker.done(job)
+
+        admit(jobs)
+        if worker is not None:
+            batch.before_step = lambda: admit(
+                worker.more(MAX_BATCH - len(batch), lambda job: self.joins(job.group))
+            )
+        self._drive(batch, rows, over)
+
+    @staticmethod
+    def _row(plan: Plan) -> tuple:
+        return plan.prompt_ids, plan.sampling, plan.seed, plan.stop_ids
+
+    def _choice(self, batch, key: int, job: Job, plan: Plan) -> tuple:  # noqa: ANN001
+        events = choice_events(
+            batch.steps(key), self.texts, plan.sampling, plan.stop_ids, lambda: job.cancelled
+        )
+        return job, plan, events
+
+    @staticmethod
+    def _drive(batch, rows: dict[int, tuple], over=None) -> None:  # noqa: ANN001
+        """Send each row's events to its job, a row at a time, until every row has ended
+        (``rows`` may grow meanwhile: rows that join); ``over(job)`` after each choice."""
+        while rows:
+            for key in list(rows):
+                job, plan, events = rows[key]
+                event = next(events, None)
+                if event is None:
+                    del rows[key]
+                    batch.end(key)
+                    if over is not None:
+                        over(job)
+                    continue
+                job.emit((plan.index, event), urgent=isinstance(event, Finish))
 
     def attention(self, ids: list[int]) -> torch.Tensor:
         """``[n_layer, n_head, T, T]`` attention weights for ``ids`` (run on the worker)."""

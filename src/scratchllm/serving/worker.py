@@ -14,7 +14,10 @@ A client that leaves sets ``job.cancel()``: a waiting job is skipped, a running 
 ``rows`` of them) can run together with others: when the worker takes one, it also takes
 the other waiting jobs with a group, in order, while their rows add up to no more than
 ``max_group``, and calls ``run_group(jobs)`` once for them all (the engine decodes them as
-one batch). An exception there goes to each of its jobs.
+one batch), even for a job alone. While it runs, ``run_group`` may take more jobs from the
+head of the queue (``more``: continuous batching) and end each job when its work is
+over (``done``); the jobs still running when it returns end then. An exception there goes
+to each of its jobs that has not ended.
 
 >>> worker = Worker(max_queue=4)                       # doctest: +SKIP
 >>> job = worker.submit(lambda job: job.emit("hi"))    # doctest: +SKIP
@@ -161,6 +164,7 @@ class Worker:
         self.served = 0  # jobs finished (any outcome)
         self.cancelled = 0  # jobs a client left, waiting or running
         self.batches = 0  # runs of run_group with more than one job
+        self.joined = 0  # jobs that joined a running run_group (``more``)
         self._thread = threading.Thread(target=self._loop, name="scratchllm-model", daemon=True)
         self._thread.start()
 
@@ -191,6 +195,7 @@ class Worker:
                 "served": self.served,
                 "cancelled": self.cancelled,
                 "batches": self.batches,
+                "joined": self.joined,
             }
 
     def close(self, timeout: float = 5.0) -> None:
@@ -215,21 +220,57 @@ class Worker:
                 self._running = jobs
             try:
                 live = [job for job in jobs if not job.cancelled]
-                if len(live) > 1:
-                    self.batches += 1
+                if live and live[0].group is not None and self._run_group is not None:
+                    self.batches += len(live) > 1
                     self._run_group(live)
                 elif live:
                     live[0].fn(live[0])
             except Exception as e:  # the jobs' own failure: it goes to their handlers only
-                for job in jobs:
+                with self._cond:
+                    failed = list(self._running)
+                for job in failed:
                     job.emit(e)
             finally:
-                with self._cond:  # count before the handler hears the end (it may cancel then)
-                    self._running = []
-                    self.served += len(jobs)
-                    self.cancelled += sum(job.cancelled for job in jobs)
-                for job in jobs:
-                    job.emit(_END, urgent=True)
+                with self._cond:
+                    over = list(self._running)
+                for job in over:
+                    self.done(job)
+
+    def more(self, rows: int, accept: Callable[[Job], bool]) -> list[Job]:
+        """From ``run_group``, on the worker thread: the jobs at the head of the queue that
+        can join the running batch, in order, while their rows fit in ``rows`` and
+        ``accept(job)`` says yes; they are running from now on. It stops at the first job
+        that cannot join, which keeps its place: no job waits behind later ones for
+        ever. Cancelled jobs at the head are ended on the way."""
+        if not self._waiting:  # no lock for the common case: nothing waits
+            return []
+        taken, skipped = [], []
+        with self._cond:
+            while self._waiting:
+                job = self._waiting[0]
+                if job.cancelled:
+                    skipped.append(self._waiting.popleft())
+                    continue
+                if job.group is None or job.rows > rows or not accept(job):
+                    break
+                taken.append(self._waiting.popleft())
+                rows -= job.rows
+            self._running.extend(taken + skipped)
+            self.joined += len(taken)
+        for job in skipped:
+            self.done(job)
+        return taken
+
+    def done(self, job: Job) -> None:
+        """The end of ``job``: counted, and its handler hears it now (from ``run_group``
+        when one job of a batch is over; the worker calls it for the rest)."""
+        with self._cond:  # count before the handler hears the end (it may cancel then)
+            if job not in self._running:
+                return
+            self._running.remove(job)
+            self.served += 1
+            self.cancelled += job.cancelled
+        job.emit(_END, urgent=True)
 
     def _take(self) -> list[Job]:
         """The next job, and with it (if it has a group) the other waiting jobs that have
