@@ -129,6 +129,7 @@ class LiveBatch:
         self._state: Any = None  # the batch's KVCache
         self._chains: dict[tuple, Any] = {}
         self._next_key = 0
+        self._changed = False  # a row has ended since the cache was last rebuilt
         # Each row's raw logits [V] at the last step (the model's, before any processor).
         self.last_logits: dict[int, torch.Tensor] = {}
 
@@ -186,8 +187,10 @@ class LiveBatch:
         """Row's last ``context_length`` tokens into a cache of its own; their logits give
         its next token (a new row, or one whose window slides)."""
         window = row.history[-self.context_length :]
+        left = row.text.limit - row.text.count  # tokens still to come
         with self._eval(), torch.inference_mode():
-            row.state = self.model.new_state(1, len(window))
+            # room for the rest too: a row alone goes on in this cache (see _rebuild)
+            row.state = self.model.new_state(1, min(self.context_length, len(window) + left))
             ids = torch.tensor([window], device=self.device)
             row.logits = self.model.forward_step(ids, row.state)[:, -1]
         row.cached = len(window)
@@ -196,24 +199,32 @@ class LiveBatch:
         """Stop row ``key`` from the next step on: no more events for it (no finish event
         either). A key that has ended already, or was never given, is ignored."""
         for row in (*self._rows, *self._primed, *self._joining):
-            if row.key == key:
-                row.ended = True
+            if row.key == key and not row.ended:
+                row.ended = self._changed = True
+
+    def _state_full(self) -> bool:
+        """Whether the batch's cache holds a row's whole context (the rows in it all grow
+        by one a step, and the longest fills the cache's ``length``)."""
+        return self._state is not None and self._state.length >= self.context_length
 
     def step(self) -> list[Event]:
         """One model step for every row: one ``Event`` per row still running."""
         events, self._empty = self._empty, []
-        self._joining = [r for r in self._joining if not r.ended]
-        # A row whose cache holds the whole context slides its window: prefilled again,
-        # alone, on its last context_length tokens, as stream_generate does.
-        full = [
-            r
-            for r in (*self._rows, *self._primed)
-            if not r.ended and r.cached >= self.context_length
-        ]
-        self._rebuild(leaving=full)
-        for row in full:
-            self._prefill(row)
-        self._joining += full
+        if self._joining:
+            self._joining = [r for r in self._joining if not r.ended]
+        if self._changed or self._primed or self._state_full():
+            self._changed = False
+            # A row whose cache holds the whole context slides its window: prefilled again,
+            # alone, on its last context_length tokens, as stream_generate does.
+            full = [
+                r
+                for r in (*self._rows, *self._primed)
+                if not r.ended and r.cached >= self.context_length
+            ]
+            self._rebuild(leaving=full)
+            for row in full:
+                self._prefill(row)
+            self._joining += full
         if not self._rows and not self._joining:
             return events
         with self._eval(), torch.inference_mode():
@@ -231,7 +242,7 @@ class LiveBatch:
         for row, token in zip(rows, tokens.tolist()):
             event = row.text.advance(row.key, token)
             if event.finish_reason is not None:
-                row.ended = True
+                row.ended = self._changed = True
             else:
                 row.history.append(token)
             events.append(event)
@@ -259,10 +270,15 @@ class LiveBatch:
         if not rows:
             self._state = None
             return
+        if len(rows) == 1 and rows[0].state is not None:  # a row alone: its own cache
+            self._state, rows[0].state = rows[0].state, None
+            return
         width = max(r.cached for r in rows)  # the longest row's slots, right-aligned
         left = max(r.text.limit - r.text.count for r in rows)  # tokens still to be fed
-        state = self.model.new_state(len(rows), width + left)
-        mask = torch.zeros(len(rows), width + left, dtype=torch.bool, device=self.device)
+        # The cache need not outgrow the context: a row that fills it slides (step).
+        size = min(self.context_length, width + left)
+        state = self.model.new_state(len(rows), size)
+        mask = torch.zeros(len(rows), size, dtype=torch.bool, device=self.device)
         for i, row in enumerate(rows):
             n = row.cached
             if row.state is not None:  # its own cache: the prompt from slot 0
@@ -273,10 +289,10 @@ class LiveBatch:
                 dst_t[i, :, width - n : width] = src_t[j, :, end - n : end]
             mask[i, width - n : width] = True
             row.state = None
-        state.length = width
-        state.key_mask = mask
-        state.positions = torch.tensor([r.cached for r in rows], device=self.device)
-        state.max_position = width
+        state.length = state.max_position = width
+        if any(r.cached < width for r in rows):  # else no padding: the unmasked fast path
+            state.key_mask = mask
+            state.positions = torch.tensor([r.cached for r in rows], device=self.device)
         self._state = state
 
     # -- logits to tokens -----------------------------------------------------------------
