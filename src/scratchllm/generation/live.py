@@ -138,8 +138,8 @@ class LiveBatch:
         return sum(not r.ended for r in (*self._rows, *self._primed, *self._joining))
 
     def why_not(self, request: Request) -> str | None:
-        """None when ``request`` can join now; else why not (a full batch, a request longer
-        than the model's context)."""
+        """None when ``request`` can join now; else why not (a full batch, a stop string
+        without a tokenizer, an eos id outside the vocabulary)."""
         if not isinstance(request, Request):
             return f"a LiveBatch takes a Request, got {type(request).__name__}"
         c = request.config

@@ -265,6 +265,9 @@ class Engine:
             self.run(fixed[0].group, fixed[0])
         elif fixed:
             self._run_fixed(fixed)
+        if worker is not None:
+            for job in fixed:  # over now, not after the live batch
+                worker.done(job)
         if live:
             self._run_live(live, worker)
 
