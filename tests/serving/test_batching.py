@@ -172,9 +172,9 @@ def test_every_model_family_batches_as_it_runs_alone(name):
 
 @pytest.mark.parametrize("name", ["lstm", "gpt"])
 def test_what_cannot_batch_is_said_so(name):
-    """A fixed batch (every family but the GPT) keeps requests with log-probs, penalties or
-    logit bias on their own; a GPT's running batch takes them, each as its row's own. More
-    choices than a batch holds keep a request on its own with either."""
+    """A fixed batch (every family but the GPT) keeps requests with log-probs, penalties,
+    logit bias or more choices than it holds on their own; a GPT's running batch takes
+    them all, each as its rows' own."""
     from scratchllm.serving import ServerConfig
     from scratchllm.tokenizers import CharTokenizer
 
@@ -184,13 +184,13 @@ def test_what_cannot_batch_is_said_so(name):
     cases = [
         ({"logprobs": 2}, live), ({"frequency_penalty": 0.5}, live),
         ({"presence_penalty": 0.5}, live), ({"logit_bias": {"3": 1.0}}, live),
-        ({"n": 9}, False), ({"n": 8}, True), ({"temperature": 0.5, "stop": ["a"], "seed": 1}, True),
+        ({"n": 9}, live), ({"n": 8}, True), ({"temperature": 0.5, "stop": ["a"], "seed": 1}, True),
     ]  # fmt: skip
     for extra, ok in cases:
         req = parse_completion({"model": "m", "prompt": [1, 2], "max_tokens": 3, **extra}, 16)
         plans = [Plan(i, [1, 2], req.sampling, i, frozenset()) for i in range(req.n)]
         assert engine.batchable(plans) is ok, extra
-        assert engine.joins(plans) is (ok and live), extra
+        assert engine.joins(plans) is live, extra
 
 
 # What only a running batch's rows can have: log-probs, penalties, logit bias, and a prompt
@@ -202,6 +202,23 @@ OWN = [
     {"prompt": "def ", "max_tokens": 15, "temperature": 0, "logit_bias": {"5": 8.0, "9": -100}},
     {"prompt": "A list of " * 4, "max_tokens": 30, "seed": 1, "logprobs": 1, "stop": ["s "]},
 ]
+
+
+def test_more_choices_than_rows_start_as_rows_free_up(checkpoint):
+    engine = make_engine(checkpoint)
+    body = {"model": "tiny", "prompt": ["The ", "x", "def "], "n": 4, "temperature": 0.9,
+            "seed": 5}  # fmt: skip
+    many = engine.plan_completion(parse_completion({**body, "max_tokens": 12}, 16))[0]
+    short = engine.plan_completion(parse_completion({**body, "max_tokens": 3, "n": 1}, 16))[0]
+    assert len(many) == 12 and engine.joins(many)
+    alone = []
+    for plans in (short, many):
+        job = Collect(plans)
+        engine.run(plans, job)
+        alone.append(by_choice(job.events))
+    jobs = [Collect(short), Collect(many)]
+    engine.run_batch(jobs)
+    assert [by_choice(job.events) for job in jobs] == alone
 
 
 def test_a_running_batch_gives_each_row_its_own_logprobs_penalties_and_window(checkpoint):
@@ -216,8 +233,8 @@ def test_a_running_batch_gives_each_row_its_own_logprobs_penalties_and_window(ch
     assert tokens[0].logprob is not None and len(tokens[0].top) == 3
 
 
-# A request that cannot join a batch (more choices than one holds): while it runs, the others
-# wait for it.
+# A request that fills the batch: 8 of its 9 choices run for ever and the ninth waits for a
+# row, so the requests behind it wait too (first come, first served).
 BUSY = {"model": "tiny", "max_tokens": LONG, "stream": True, "n": 9}
 
 
@@ -271,7 +288,9 @@ def test_the_server_batches_the_requests_that_wait_while_it_is_busy(serve, refer
         for t in threads:
             t.join(60)
         assert not errors, errors
-        assert health(s)["queue"]["batches"] == 1
+        # into the busy request's batch as its rows end, or as a new batch once it has
+        queue = health(s)["queue"]
+        assert queue["joined"] == 4 or queue["batches"] == 1, queue
     assert got == library_texts(reference, bodies)
 
 
@@ -303,7 +322,7 @@ def test_a_client_that_leaves_a_batch_stops_its_row(serve, stream):
         second, _ = open_stream(s, body, wait=False)
         wait_until(lambda: health(s)["queue"]["waiting"] == 2, 5)
         leave(busy)
-        wait_until(lambda: health(s)["queue"]["batches"] == 1, 5)
+        wait_until(lambda: health(s)["queue"]["joined"] == 2 or health(s)["queue"]["batches"], 5)
         leave(first)
         leave(second)
         seconds = wait_until(lambda: not health(s)["queue"]["running"], 5)

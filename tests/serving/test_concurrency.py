@@ -70,7 +70,7 @@ def test_a_client_that_leaves_stops_its_generation(serve, stream):
 
 def test_a_full_queue_answers_503_at_once_and_recovers(serve):
     with serve(max_total_tokens=10**6, max_queue=1) as s:
-        # n 9: more choices than a batch holds, so nothing joins it and the others wait
+        # n 9: it fills the batch's 8 rows and its ninth choice waits, so the others wait
         body = {"model": "tiny", "prompt": "The", "max_tokens": LONG, "stream": True, "n": 9}
         running, _ = open_stream(s, body)
         wait_until(lambda: health(s)["queue"]["running"], 5)
@@ -101,7 +101,7 @@ def test_a_full_queue_answers_503_at_once_and_recovers(serve):
 def test_the_official_client_retries_a_full_queue_until_served(serve):
     """503 with Retry-After is the answer the client's backoff is built for."""
     with serve(max_total_tokens=10**6, max_queue=0) as s:
-        # n 9: more choices than a batch holds, so nothing joins it and the others wait
+        # n 9: it fills the batch's 8 rows and its ninth choice waits, so the others wait
         body = {"model": "tiny", "prompt": "The", "max_tokens": LONG, "stream": True, "n": 9}
         running, _ = open_stream(s, body)
         wait_until(lambda: health(s)["queue"]["running"], 5)

@@ -18,6 +18,7 @@ client's mistake is always a 400 before the first byte of a stream.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import secrets
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class Plan:
 
 # Rows of a batch at most: the requests waiting together decode as one batch of up to this
 # many choices (the worker's max_group), and a running batch takes new ones up to it.
+# (A GPT's request with more choices starts the rest as rows free up.)
 MAX_BATCH = 8
 
 
@@ -237,9 +239,10 @@ class Engine:
 
     def joins(self, plans: list[Plan]) -> bool:
         """Whether a request can join a running batch (``LiveSteps``): the model can (a
-        GPT) and the request has at most ``MAX_BATCH`` choices. Log-probs, penalties and
-        logit bias are a row's own there, and a row past the context slides its window."""
-        return self.live and len(plans) <= MAX_BATCH
+        GPT). Log-probs, penalties and logit bias are a row's own there, a row past the
+        context slides its window, and a request with more choices than the batch has
+        rows free starts the others as rows free up."""
+        return self.live
 
     def batchable(self, plans: list[Plan]) -> bool:
         """Whether a request can decode in a batch with others (``run_batch``): it ``joins``
@@ -283,25 +286,35 @@ class Engine:
     def _run_live(self, jobs: list[Job], worker: Worker | None) -> None:
         batch = LiveSteps(self.model, MAX_BATCH)
         rows: dict[int, tuple] = {}
-        left: dict[Job, int] = {}  # each job's choices still running
+        left: dict[Job, int] = {}  # each job's choices not yet over
+        backlog: collections.deque = collections.deque()  # (job, plan) not yet started
+
+        def start() -> None:
+            """Choices into free rows, in their order."""
+            while backlog and len(batch) < MAX_BATCH:
+                job, plan = backlog.popleft()
+                key = batch.add(*self._row(plan))
+                rows[key] = self._choice(batch, key, job, plan)
 
         def admit(new: list[Job]) -> None:
             for job in new:
                 left[job] = len(job.group)
-                for plan in job.group:
-                    key = batch.add(*self._row(plan))
-                    rows[key] = self._choice(batch, key, job, plan)
+                backlog.extend((job, plan) for plan in job.group)
+            start()
+
+        def before_step() -> None:
+            start()
+            if not backlog and worker is not None:  # first come, first served
+                admit(worker.more(MAX_BATCH - len(batch), lambda job: self.joins(job.group)))
 
         def over(job: Job) -> None:
             left[job] -= 1
             if not left[job] and worker is not None:
                 worker.done(job)
+            start()  # a row is free
 
         admit(jobs)
-        if worker is not None:
-            batch.before_step = lambda: admit(
-                worker.more(MAX_BATCH - len(batch), lambda job: self.joins(job.group))
-            )
+        batch.before_step = before_step
         self._drive(batch, rows, over)
 
     @staticmethod
