@@ -1,7 +1,7 @@
 """Serving speed: `scratchllm serve` under 1 and 8 concurrent clients, beside the library alone.
 
-A 4 x 4 x 128 GPT (random weights, vocabulary 65, block 256; or --checkpoint) is served by
-`scratchllm serve` in its own process; this process plays the clients, each a thread on a
+A 4 x 4 x 128 GPT (random weights, vocabulary 65, block 256; or --size, or --checkpoint) is
+served by `scratchllm serve` in its own process; this process plays the clients, each a thread on a
 raw HTTP connection streaming ``/v1/completions`` (greedy, ``max_tokens`` new tokens, a
 different 16-character prompt per request). For each client count it reports
 
@@ -16,6 +16,7 @@ A last row serves with ``--stream-interval 0`` (one write per token) to show wha
 
     python benchmarks/bench_serve.py                       # 1 and 8 clients, 32 requests
     python benchmarks/bench_serve.py --clients 1 2 8 --requests 64 --max-tokens 128
+    python benchmarks/bench_serve.py --size 6 6 384 --clients 1 8 --requests 16
     python benchmarks/bench_serve.py --checkpoint runs/demo --screenshot docs/images/playground.png
 
 ``--screenshot PNG`` also opens the playground in Debian's chromium (as the browser test
@@ -233,6 +234,14 @@ def main() -> None:
         default=None,
         help="serve this checkpoint (default: a random 4x4x128 GPT)",
     )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=3,
+        default=[4, 4, 128],
+        metavar=("LAYERS", "HEADS", "WIDTH"),
+        help="the random GPT's shape (default 4 4 128); e.g. 6 6 384 for one of 42 MB",
+    )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--requests", type=int, default=32, help="requests per client count")
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -242,7 +251,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = args.checkpoint or build_checkpoint(Path(tmp) / "bench", 4, 4, 128)
+        ckpt = args.checkpoint or build_checkpoint(Path(tmp) / "bench", *args.size)
         server = ServeProcess(ckpt, [])
         eager = ServeProcess(ckpt, ["--stream-interval", "0"])  # a write for every token
         names = ["library, no HTTP"] + [f"served, {c} client{'s' * (c > 1)}" for c in args.clients]
