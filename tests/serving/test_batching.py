@@ -116,11 +116,7 @@ def test_a_request_with_several_choices_decodes_them_as_rows(checkpoint):
     )[0]
     assert [p.index for p in several] == [0, 1, 2, 3] and engine.batchable(several)
     one = plans_of(engine, BODIES[1:2])[0]
-    alone = []
-    for plans in (several, one):
-        job = Collect(plans)
-        engine.run(plans, job)
-        alone.append(by_choice(job.events))
+    alone = [by_choice(events) for events in run_alone(engine, [several, one])]
     jobs = [Collect(several), Collect(one)]
     engine.run_batch(jobs)
     assert [by_choice(job.events) for job in jobs] == alone
@@ -211,11 +207,7 @@ def test_more_choices_than_rows_start_as_rows_free_up(checkpoint):
     many = engine.plan_completion(parse_completion({**body, "max_tokens": 12}, 16))[0]
     short = engine.plan_completion(parse_completion({**body, "max_tokens": 3, "n": 1}, 16))[0]
     assert len(many) == 12 and engine.joins(many)
-    alone = []
-    for plans in (short, many):
-        job = Collect(plans)
-        engine.run(plans, job)
-        alone.append(by_choice(job.events))
+    alone = [by_choice(events) for events in run_alone(engine, [short, many])]
     jobs = [Collect(short), Collect(many)]
     engine.run_batch(jobs)
     assert [by_choice(job.events) for job in jobs] == alone
