@@ -130,6 +130,7 @@ class LiveBatch:
         self._chains: dict[tuple, Any] = {}
         self._next_key = 0
         self._changed = False  # a row has ended since the cache was last rebuilt
+        self._feed: torch.Tensor | None = None  # [rows, 1] the next step's input, when known
         # Each row's raw logits [V] at the last step (the model's, before any processor).
         self.last_logits: dict[int, torch.Tensor] = {}
 
@@ -212,8 +213,9 @@ class LiveBatch:
         events, self._empty = self._empty, []
         if self._joining:
             self._joining = [r for r in self._joining if not r.ended]
+        feed, self._feed = self._feed, None
         if self._changed or self._primed or self._state_full():
-            self._changed = False
+            self._changed, feed = False, None
             # A row whose cache holds the whole context slides its window: prefilled again,
             # alone, on its last context_length tokens, as stream_generate does.
             full = [
@@ -230,7 +232,8 @@ class LiveBatch:
         with self._eval(), torch.inference_mode():
             parts = []
             if self._rows:
-                feed = torch.tensor([[r.history[-1]] for r in self._rows], device=self.device)
+                if feed is None:
+                    feed = torch.tensor([[r.history[-1]] for r in self._rows], device=self.device)
                 parts.append(self.model.forward_step(feed, self._state)[:, -1])
                 for r in self._rows:
                     r.cached += 1
@@ -246,6 +249,8 @@ class LiveBatch:
             else:
                 row.history.append(token)
             events.append(event)
+        if not self._joining and not self._changed:  # the same rows next step: these tokens
+            self._feed = tokens[:, None]
         for row in self._joining:
             row.logits = None
             if not row.ended:
