@@ -286,8 +286,12 @@ class LiveSteps(_RowSteps):
         return True
 
     def end(self, key: int) -> None:
-        super().end(key)
+        """Stop row ``key`` and forget it (a running batch may take rows for hours): its
+        events all came with the step that ended it, or it gets no more."""
         self._batch.end(key)
+        for table in (self._pending, self._stop):
+            table.pop(key, None)
+        self._done.discard(key)
         self._logprobs.discard(key)
 
 

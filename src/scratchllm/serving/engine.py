@@ -257,22 +257,17 @@ class Engine:
         batches, one model step per token for all rows, sending each job the events ``run``
         would, its choices' events interleaved: each row's tokens are those it gets alone.
 
-        The jobs that ``join`` run as a live batch: with ``worker``, the requests waiting at
-        the head of its queue join it between two steps while their rows fit in
-        ``MAX_BATCH`` (``Worker.more``), and each job is over (``Worker.done``) as soon as
-        its choices are. The others run as one fixed batch. A row that ends (its stop, a
+        A GPT's jobs run as a live batch: with ``worker``, the requests waiting at the head
+        of its queue join it between two steps while their rows fit in ``MAX_BATCH``
+        (``Worker.more``), and each job is over (``Worker.done``) as soon as its choices
+        are. The other families' run as one fixed batch. A row that ends (its stop, a
         client that left) stops being decoded."""
-        live = [job for job in jobs if self.joins(job.group)]
-        fixed = [job for job in jobs if not self.joins(job.group)]
-        if len(fixed) == 1:
-            self.run(fixed[0].group, fixed[0])
-        elif fixed:
-            self._run_fixed(fixed)
-        if worker is not None:
-            for job in fixed:  # over now, not after the live batch
-                worker.done(job)
-        if live:
-            self._run_live(live, worker)
+        if self.live:  # every request joins (``joins``)
+            self._run_live(jobs, worker)
+        elif len(jobs) == 1:
+            self.run(jobs[0].group, jobs[0])
+        else:
+            self._run_fixed(jobs)
 
     def _run_fixed(self, jobs: list[Job]) -> None:
         owned = [(job, plan) for job in jobs for plan in job.group]
@@ -309,8 +304,10 @@ class Engine:
 
         def over(job: Job) -> None:
             left[job] -= 1
-            if not left[job] and worker is not None:
-                worker.done(job)
+            if not left[job]:
+                del left[job]  # a batch may run for hours: keep only what still runs
+                if worker is not None:
+                    worker.done(job)
             start()  # a row is free
 
         admit(jobs)
