@@ -109,3 +109,30 @@ def test_the_official_client_retries_a_full_queue_until_served(serve):
         client = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=5)
         r = client.completions.create(model="tiny", prompt="a", max_tokens=2)
         assert r.usage.completion_tokens == 2
+
+
+def test_a_kept_alive_connection_has_nagle_off(server):
+    """The openai client keeps its connection open between requests. With Nagle's algorithm
+    on the server's side, a response's second write waits for the client's delayed ACK (40
+    ms on Linux) on every request after the first; asyncio turns it off only for sockets
+    made as TCP (``Server`` makes its listening socket so)."""
+    import http.client
+    import json
+    import socket
+
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        for _ in range(2):  # the same connection twice: kept alive
+            body = {"model": "tiny", "prompt": "ab", "max_tokens": 2, "temperature": 0}
+            conn.request("POST", "/v1/completions", json.dumps(body))
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            assert json.loads(response.read())["choices"][0]["finish_reason"]
+        connections = list(server.uvicorn.server_state.connections)
+        assert connections, "the server holds no open connection"
+        for protocol in connections:
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        conn.close()
