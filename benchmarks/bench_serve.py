@@ -1,9 +1,10 @@
 """Serving speed: `scratchllm serve` under 1 and 8 concurrent clients, beside the library alone.
 
 A 4 x 4 x 128 GPT (random weights, vocabulary 65, block 256; or --size, or --checkpoint) is
-served by `scratchllm serve` in its own process; this process plays the clients, each a thread on a
-raw HTTP connection streaming ``/v1/completions`` (greedy, ``max_tokens`` new tokens, a
-different 16-character prompt per request). For each client count it reports
+served by `scratchllm serve` in its own process; this process plays the clients, each a
+thread streaming ``/v1/completions`` on one raw HTTP connection that it keeps alive, as the
+openai client does (greedy, ``max_tokens`` new tokens, a different 16-character prompt per
+request). For each client count it reports
 
 * requests/s and tokens/s over the whole run (wall clock, every request done),
 * time to first token: from sending the request to the first streamed token (median, p90),
@@ -124,8 +125,11 @@ class ServeProcess:
         self.proc.wait(10)
 
 
-def one_request(host: str, port: int, prompt: str, max_tokens: int) -> tuple[float, int]:
-    """Stream one completion; ``(seconds to the first token, completion tokens)``."""
+def one_request(
+    conn: http.client.HTTPConnection, prompt: str, max_tokens: int
+) -> tuple[float, int]:
+    """Stream one completion on ``conn`` (kept alive, as the openai client keeps its
+    connection); ``(seconds to the first token, completion tokens)``."""
     body = json.dumps(
         {
             "model": "bench",
@@ -136,7 +140,6 @@ def one_request(host: str, port: int, prompt: str, max_tokens: int) -> tuple[flo
             "stream_options": {"include_usage": True},
         }
     )
-    conn = http.client.HTTPConnection(host, port, timeout=120)
     start = time.perf_counter()
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
     response = conn.getresponse()
@@ -149,7 +152,6 @@ def one_request(host: str, port: int, prompt: str, max_tokens: int) -> tuple[flo
             first = time.perf_counter() - start
         if chunk.get("usage"):
             tokens = chunk["usage"]["completion_tokens"]
-    conn.close()
     return first if first is not None else float("nan"), tokens
 
 
@@ -157,14 +159,16 @@ def served_speed(url: str, clients: int, requests: int, max_tokens: int) -> dict
     host, port = url.removeprefix("http://").rsplit(":", 1)
     results: list[tuple[float, int]] = []
     lock = threading.Lock()
+    conns = [http.client.HTTPConnection(host, int(port), timeout=120) for _ in range(clients)]
 
     def client(c: int) -> None:
         for i in range(c, requests, clients):
-            r = one_request(host, int(port), PROMPTS[i % len(PROMPTS)], max_tokens)
+            r = one_request(conns[c], PROMPTS[i % len(PROMPTS)], max_tokens)
             with lock:
                 results.append(r)
 
-    one_request(host, int(port), PROMPTS[0], 8)  # warm-up
+    for conn in conns:  # warm-up, and each client's connection opened
+        one_request(conn, PROMPTS[0], 8)
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     t0 = time.perf_counter()
     for t in threads:
@@ -172,6 +176,8 @@ def served_speed(url: str, clients: int, requests: int, max_tokens: int) -> dict
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    for conn in conns:
+        conn.close()
     firsts = [f for f, _ in results]
     return {
         "requests_s": len(results) / wall,
