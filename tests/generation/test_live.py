@@ -185,3 +185,20 @@ def test_what_a_live_batch_refuses_is_said_so(toy):
     with pytest.raises(ValueError, match="max_rows \\(2\\)"):
         live.add(Request([3], GenerationConfig(3)))
     assert len(live.step()) == 2
+
+
+def test_len_counts_the_rows_added_and_not_yet_ended():
+    live = LiveBatch(lively_gpt(), max_rows=3)
+    a = live.add(Request([1], GenerationConfig(2)))
+    live.add(Request([2], GenerationConfig(0)))  # asked for no tokens: over at once
+    with pytest.raises(ValueError, match="outside"):
+        live.add(Request([1, 50], GenerationConfig(3)))  # refused: not a row
+    c = live.add(Request([3], GenerationConfig(5)))
+    assert len(live) == 2
+    live.end(c)
+    live.end(c)  # a second end of the same row changes nothing
+    live.end(99)  # nor does a key never given
+    assert len(live) == 1
+    events = live.step() + live.step()
+    assert [e.row for e in events if e.token is not None] == [a, a]
+    assert events[-1].finish_reason == "length" and len(live) == 0

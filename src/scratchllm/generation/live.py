@@ -129,14 +129,23 @@ class LiveBatch:
         self._state: Any = None  # the batch's KVCache
         self._chains: dict[tuple, Any] = {}
         self._next_key = 0
+        self._running = 0  # rows added and not yet ended (len)
+        self._grouped: tuple = (None, None)  # (rows, their chains): see _groups
         self._changed = False  # a row has ended since the cache was last rebuilt
         self._feed: torch.Tensor | None = None  # [rows, 1] the next step's input, when known
-        # Each row's raw logits [V] at the last step (the model's, before any processor).
-        self.last_logits: dict[int, torch.Tensor] = {}
+        # The last step's raw logits (the model's, before any processor) and their rows' keys.
+        self._last: tuple[list[int], torch.Tensor | None] = ([], None)
 
     def __len__(self) -> int:
         """The rows running: every row added and not yet ended."""
-        return sum(not r.ended for r in (*self._rows, *self._primed, *self._joining))
+        return self._running
+
+    @property
+    def last_logits(self) -> dict[int, torch.Tensor]:
+        """Each row's raw logits ``[V]`` at the last step, by key (views, made when asked:
+        most steps nobody does)."""
+        keys, logits = self._last
+        return {key: logits[i] for i, key in enumerate(keys)}
 
     def why_not(self, request: Request) -> str | None:
         """None when ``request`` can join now; else why not (a full batch, a stop string
@@ -182,6 +191,7 @@ class LiveBatch:
         warn_if_truncated(self.model, prompt, stacklevel=2)
         self._prefill(row)
         self._joining.append(row)
+        self._running += 1
         return key
 
     def _prefill(self, row: _Row) -> None:
@@ -202,6 +212,7 @@ class LiveBatch:
         for row in (*self._rows, *self._primed, *self._joining):
             if row.key == key and not row.ended:
                 row.ended = self._changed = True
+                self._running -= 1
 
     def _state_full(self) -> bool:
         """Whether the batch's cache holds a row's whole context (the rows in it all grow
@@ -238,14 +249,15 @@ class LiveBatch:
                 for r in self._rows:
                     r.cached += 1
             parts += [r.logits for r in self._joining]
-            rows = self._rows + self._joining
+            rows = self._rows + self._joining if self._joining else self._rows
             logits = parts[0] if len(parts) == 1 else torch.cat(parts)  # (rows, V)
-            self.last_logits = {r.key: logits[i] for i, r in enumerate(rows)}
+            self._last = [r.key for r in rows], logits
             tokens = self._draw(rows, self._process(rows, logits))
         for row, token in zip(rows, tokens.tolist()):
             event = row.text.advance(row.key, token)
             if event.finish_reason is not None:
                 row.ended = self._changed = True
+                self._running -= 1
             else:
                 row.history.append(token)
             events.append(event)
@@ -306,6 +318,22 @@ class LiveBatch:
         """Each row's chain on its logits: rows with equal settings share one call, a row
         with processors of its own (``Request.logits_processor``) runs its own chain on its
         history alone."""
+        groups, own = self._groups(rows)
+        if groups:
+            logits = process_groups(groups, self._input_ids(rows), logits)
+        if own:
+            logits = logits.clone()  # the raw logits stay as they are (last_logits)
+            for i in own:
+                ids = torch.tensor([rows[i].history], device=self.device)
+                logits[i : i + 1] = rows[i].chain(ids, logits[i : i + 1])
+        return logits
+
+    def _groups(self, rows: list[_Row]) -> tuple[list, list[int]]:
+        """``(groups, own)``: the shared chains with their rows (None: every row) and the
+        rows with processors of their own. Kept while ``rows`` is the same list (``step``
+        passes ``self._rows`` itself until the rows change)."""
+        if rows is self._grouped[0]:
+            return self._grouped[1]
         by_key: dict[tuple, list[int]] = {}
         own = []
         for i, r in enumerate(rows):
@@ -316,14 +344,8 @@ class LiveBatch:
                 self._chains[key] = chain_for(key, self.extra)
             if self._chains[key]:
                 groups.append((None if len(by_key) == 1 and not own else idx, self._chains[key]))
-        if groups:
-            logits = process_groups(groups, self._input_ids(rows), logits)
-        if own:
-            logits = logits.clone()  # the raw logits stay as they are (last_logits)
-            for i in own:
-                ids = torch.tensor([rows[i].history], device=self.device)
-                logits[i : i + 1] = rows[i].chain(ids, logits[i : i + 1])
-        return logits
+        self._grouped = rows, (groups, own)
+        return groups, own
 
     def _input_ids(self, rows: list[_Row]) -> torch.Tensor:
         """``[rows, longest]`` each row's history, left-padded with its own first token

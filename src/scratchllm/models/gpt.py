@@ -207,7 +207,6 @@ class GPT(LanguageModel):
             c.n_layer, batch_size, c.n_head, max_length, c.head_dim, w.dtype, w.device
         )
 
-    @torch.inference_mode()
     def forward_step(
         self, idx: torch.Tensor, state: KVCache, pad_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -218,6 +217,9 @@ class GPT(LanguageModel):
         padding) keeps padding out of attention and positions. Raises ValueError when the
         cache or ``block_size`` would overflow.
         """
+        if not torch.is_inference_mode_enabled():  # a decorator's new context costs a
+            with torch.inference_mode():  # microsecond a token: none when already in one
+                return self.forward_step(idx, state, pad_mask)
         if idx.dim() != 2:
             raise ValueError(f"idx must be [B, T_new] token ids, got shape {tuple(idx.shape)}")
         B, T = idx.shape

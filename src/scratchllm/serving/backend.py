@@ -277,7 +277,7 @@ class LiveSteps(_RowSteps):
         if not len(self._batch):
             return False
         events = self._batch.step()
-        raw = self._batch.last_logits
+        raw = self._batch.last_logits if self._logprobs else {}
         for event in events:
             logprobs = None
             if event.row in self._logprobs and event.row in raw:
