@@ -2,7 +2,8 @@
 and the exact GELU equal SDPA's and ``F.gelu``'s values and gradients, for every shape the
 kernel takes; a GPT trains on them exactly where they apply and on PyTorch's path
 everywhere else; and when the library cannot be built, training falls back with one
-warning."""
+warning. Every test runs with the kernels' matrix products on ``gemm`` and on
+``torch.mm``."""
 
 import warnings
 from types import SimpleNamespace
@@ -23,11 +24,20 @@ def sdpa_attention(qkv: torch.Tensor, n_head: int) -> torch.Tensor:
     return y.transpose(1, 2).reshape(B, T, C)
 
 
+@pytest.fixture(autouse=True, params=["cpp", "torch"])
+def products(request, monkeypatch):
+    """Every test on both matrix products: train_kernel.cpp's gemm and torch.mm."""
+    monkeypatch.setattr(train_kernel, "matmul_impl", request.param)
+    return request.param
+
+
 def kernel_events(fn) -> set[str]:
-    """The names of the kernel's profiler ranges that ``fn()`` ran."""
+    """The names of the kernel's profiler ranges that ``fn()`` ran, but the products
+    (``scratchllm::matmul``, checked in test_train_products.py)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fn()
-    return {e.key for e in prof.key_averages() if e.key.startswith("scratchllm::")}
+    names = {e.key for e in prof.key_averages() if e.key.startswith("scratchllm::")}
+    return names - {"scratchllm::matmul"}
 
 
 def test_the_kernel_builds_on_this_machine():

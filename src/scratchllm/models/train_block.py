@@ -40,6 +40,8 @@ from scratchllm.models.train_kernel import (
     _lib,
     gelu_keeping_slope,
     gelu_slope_backward,
+    mm,
+    mm_t,
 )
 
 
@@ -95,14 +97,14 @@ class _Block(torch.autograd.Function):
         xf = x.reshape(N, C)
         h1, mean1, rstd1 = torch.empty_like(xf), _t(N, xf), _t(N, xf)
         _kernel("layer_norm_forward", xf, None, None, g1, be1, h1, mean1, rstd1, N, C, eps1)
-        qkv = (h1 @ wa.t()).view(B, T, 3 * C)
+        qkv = mm_t(h1, wa).view(B, T, 3 * C)
         y, weights = _attention_forward(qkv, ba, n_head)  # adds c_attn's bias to qkv
-        x1 = y.view(N, C) @ wo.t()  # the next kernel makes it x + c_proj(y) and normalises it
+        x1 = mm_t(y.view(N, C), wo)  # the next kernel makes it x + c_proj(y) and normalises it
         h2, mean2, rstd2 = torch.empty_like(xf), _t(N, xf), _t(N, xf)
         _kernel("layer_norm_forward", x1, xf, bo, g2, be2, h2, mean2, rstd2, N, C, eps2)
-        slope = h2 @ wf.t()  # the kernel writes GELU's slope over it
+        slope = mm_t(h2, wf)  # the kernel writes GELU's slope over it
         a = gelu_keeping_slope(slope, bf)
-        out = a @ wp.t()
+        out = mm_t(a, wp)
         _kernel("residual_add", out, x1, bp, N, C)
         ctx.save_for_backward(
             qkv, y, weights, xf, mean1, rstd1, h1, x1, mean2, rstd2, h2, slope, a,
@@ -124,12 +126,12 @@ class _Block(torch.autograd.Function):
         d2 = dout.reshape(N, C).contiguous()
         # the MLP: its GELU's gradient is written over dh, which sums c_fc's bias gradient
         dbp = d2.sum(0) if need[15] else None
-        dwp = d2.t() @ a if need[14] else None
-        dh = d2 @ wp
+        dwp = mm(d2.t(), a) if need[14] else None
+        dh = mm(d2, wp)
         dbf = gelu_slope_backward(dh, slope, need[13])
-        dwf = dh.t() @ h2 if need[12] else None
+        dwf = mm(dh.t(), h2) if need[12] else None
         # dx1 = d2 (around ln_2) + ln_2's backward; dx1's column sums: c_proj's bias gradient
-        dh2 = dh @ wf
+        dh2 = mm(dh, wf)
         dx1, dg2 = torch.empty_like(dh2), _t(C, dh2)
         dbe2 = _t(C, dh2) if has_be2 else None
         dbo = _t(C, dh2) if has_bo else None
@@ -138,11 +140,11 @@ class _Block(torch.autograd.Function):
             "layer_norm_backward", dh2, x1, mean2, rstd2, g2, d2, dx1, dg2, dbe2, dbo, work, N, C
         )
         # attention, then dx = dx1 (around ln_1) + ln_1's backward, written over dh1
-        dwo = dx1.t() @ y.view(N, C) if need[8] else None
-        dqkv, dba = _attention_backward(ctx, (dx1 @ wo).view(y.shape), has_ba)
+        dwo = mm(dx1.t(), y.view(N, C)) if need[8] else None
+        dqkv, dba = _attention_backward(ctx, mm(dx1, wo).view(y.shape), has_ba)
         dqkv = dqkv.view(N, 3 * C)
-        dwa = dqkv.t() @ h1 if need[6] else None
-        dx = dqkv @ wa
+        dwa = mm(dqkv.t(), h1) if need[6] else None
+        dx = mm(dqkv, wa)
         dg1 = _t(C, dx)
         dbe1 = _t(C, dx) if has_be1 else None
         _kernel(

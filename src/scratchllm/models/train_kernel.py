@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 from pathlib import Path
 
 import torch
@@ -74,6 +75,7 @@ _SIGNATURES = {
     "layer_norm_backward": ([_p] * 11 + [_i64, _i64, _i], None),
     "norm_chunks": ([_p, _i], _i64),
     "clip_global_norm": ([_p, _p, _i, _f, _p, _i], _f),
+    "gemm": ([_i, _i, _i, _p, _i64, _i64, _p, _i64, _p, _i64, _i], None),
 }
 
 
@@ -102,6 +104,77 @@ def wants(x: torch.Tensor) -> bool:
         and not torch.compiler.is_compiling()
         and library.load() is not None
     )
+
+
+# -- the matrix products -------------------------------------------------------------------
+
+# Which product the kernels' Functions run: "cpp" (train_kernel.cpp's ``gemm``), "torch"
+# (``torch.mm``), or None for ``products()``'s choice for this machine.
+matmul_impl: str | None = None
+
+
+def products() -> str:
+    """``"cpp"`` or ``"torch"``: whose matrix products the training kernels run.
+
+    PyTorch's CPU build multiplies float32 matrices with Intel's MKL, which on other
+    vendors' CPUs takes its AVX2 code path even where the CPU has AVX-512: on the AMD EPYC
+    of this project's machine that is 205 GFLOP/s on two cores, where ``gemm``'s AVX-512
+    tiles reach 450-490 (``benchmarks/bench_train_throughput.py --kernels``). So the
+    choice is ``"cpp"`` on a CPU with AVX-512 that is not Intel's, ``"torch"`` elsewhere,
+    unless ``matmul_impl`` says otherwise; the same machine always makes the same choice,
+    so a resumed run multiplies as the first did.
+    """
+    if matmul_impl is not None:
+        if matmul_impl not in ("cpp", "torch"):
+            raise ValueError(
+                f"train_kernel.matmul_impl must be 'cpp', 'torch' or None, not {matmul_impl!r}"
+            )
+        return matmul_impl
+    return _machine_products()
+
+
+@functools.cache
+def _machine_products() -> str:
+    info = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), f" {value.strip()} ")
+            if "flags" in info and "vendor_id" in info:
+                break
+    avx512 = " avx512f " in info.get("flags", "")
+    return (
+        "cpp" if avx512 and info.get("vendor_id", " GenuineIntel ") != " GenuineIntel " else "torch"
+    )
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for 2-D float32 CPU matrices: ``gemm`` where ``products()`` is ``"cpp"``
+    and it takes them (``b`` row-major with a multiple of 16 columns; ``a`` row-major or
+    the transpose of a row-major matrix), else ``torch.mm``."""
+    M, K = a.shape
+    N = b.shape[1]
+    if products() != "cpp" or N % 16 or not b.is_contiguous() or b.dtype is not torch.float32:
+        return a @ b
+    if a.is_contiguous():
+        ars, acs = K, 1
+    elif a.t().is_contiguous():
+        ars, acs = 1, M
+    else:
+        return a @ b
+    out = b.new_empty(M, N)
+    with profiled("matmul"):
+        _lib().gemm(M, N, K, a.data_ptr(), ars, acs, b.data_ptr(), N, out.data_ptr(), N,
+                    torch.get_num_threads())  # fmt: skip
+    return out
+
+
+def mm_t(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w.t()``, a linear layer's product (``w [out, in]``): through ``mm`` on a
+    row-major copy of ``w.t()`` where ``gemm`` runs it."""
+    if products() == "cpp" and w.shape[0] % 16 == 0:
+        return mm(x, w.t().contiguous())
+    return x @ w.t()
 
 
 def _row_stride(T: int) -> int:
@@ -197,7 +270,7 @@ class _LinearAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, n_head: int) -> torch.Tensor:
         B, T, C = x.shape
-        qkv = (x.view(B * T, C) @ weight.t()).view(B, T, -1)
+        qkv = mm_t(x.view(B * T, C), weight).view(B, T, -1)
         y, weights = _attention_forward(qkv, bias, n_head)
         ctx.save_for_backward(qkv, y, weights, x, weight)
         ctx.n_head = n_head
@@ -211,8 +284,8 @@ class _LinearAttention(torch.autograd.Function):
         dqkv, db = _attention_backward(ctx, dy, need_b)
         B, T, C = x.shape
         flat = dqkv.view(B * T, -1)
-        dw = flat.t() @ x.view(B * T, C) if need_w else None
-        dx = (flat @ weight).view(B, T, C) if need_x else None
+        dw = mm(flat.t(), x.view(B * T, C)) if need_w else None
+        dx = mm(flat, weight).view(B, T, C) if need_x else None
         return dx, dw, db, None
 
 
@@ -285,9 +358,14 @@ class _GeluMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w_fc, b_fc, w_proj, b_proj):
-        h = x @ w_fc.t()  # the kernel adds the bias
+        h = mm_t(x, w_fc)  # the kernel adds the bias
         a = gelu_keeping_slope(h, b_fc)
-        out = torch.addmm(b_proj, a, w_proj.t()) if b_proj is not None else a @ w_proj.t()
+        if products() == "cpp":
+            out = mm_t(a, w_proj)
+            if b_proj is not None:
+                out += b_proj
+        else:
+            out = torch.addmm(b_proj, a, w_proj.t()) if b_proj is not None else a @ w_proj.t()
         ctx.save_for_backward(x, w_fc, a, h, w_proj)  # h now holds the slope
         return out
 
@@ -297,14 +375,14 @@ class _GeluMLP(torch.autograd.Function):
         x, w_fc, a, slope, w_proj = ctx.saved_tensors
         need_x, need_wfc, need_bfc, need_wproj, need_bproj = ctx.needs_input_grad
         dout = dout.contiguous()
-        dw_proj = dout.t() @ a if need_wproj else None
+        dw_proj = mm(dout.t(), a) if need_wproj else None
         db_proj = dout.sum(0) if need_bproj else None
         dx = dw_fc = db_fc = None
         if need_x or need_wfc or need_bfc:
-            dh = dout @ w_proj  # (N, hidden): ours, so the kernel writes over it
+            dh = mm(dout, w_proj)  # (N, hidden): ours, so the kernel writes over it
             db_fc = gelu_slope_backward(dh, slope, need_bfc)
-            dw_fc = dh.t() @ x if need_wfc else None
-            dx = dh @ w_fc if need_x else None
+            dw_fc = mm(dh.t(), x) if need_wfc else None
+            dx = mm(dh, w_fc) if need_x else None
         return dx, dw_fc, db_fc, dw_proj, db_proj
 
 
