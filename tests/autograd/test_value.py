@@ -18,8 +18,8 @@ AWAY_FROM_0 = st.one_of(st.floats(-4, -0.1), st.floats(0.1, 4))
 POSITIVE = st.floats(0.1, 4)
 
 
-def close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+def close(a: float, b: float, tol: float = 1e-12) -> bool:
+    return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
 
 
 def run_both(fn, *xs: float):
@@ -34,11 +34,11 @@ def run_both(fn, *xs: float):
     return out.data, [v.grad for v in vs], tout.item(), tgrads
 
 
-def assert_matches_torch(fn, *xs: float) -> None:
+def assert_matches_torch(fn, *xs: float, tol: float = 1e-12) -> None:
     ours, grads, theirs, tgrads = run_both(fn, *xs)
-    assert close(ours, theirs), (ours, theirs)
+    assert close(ours, theirs, tol), (ours, theirs)
     for g, tg in zip(grads, tgrads):
-        assert close(g, tg), (grads, tgrads)
+        assert close(g, tg, tol), (grads, tgrads)
 
 
 BINARY = {
@@ -119,7 +119,9 @@ def test_composite_expression_matches_torch(a, b):
     except ZeroDivisionError:  # e = c - d exactly 0: torch would give inf, nothing to compare
         assume(False)
     assume(abs(value) < 1e9)
-    assert_matches_torch(micrograd_expression, a, b)
+    # Both engines sum a reused node's gradient contributions in their own order, and near
+    # f = 0 the 10 / f term amplifies that rounding: 1e-12 failed once at a relative 2e-11.
+    assert_matches_torch(micrograd_expression, a, b, tol=1e-9)
 
 
 def test_node_used_several_times_gets_the_sum_of_its_gradients():
