@@ -4,8 +4,9 @@ guarded twin of ``layers.block.Block.forward`` that the block calls when ``fits`
 At a small model's sizes (4 x 128, 768 tokens a step) a block on PyTorch's path is 88
 operations and 31 autograd nodes, forward and backward, and what is not a matrix product is
 mostly passes over activations that a few kernels can share. Here the eight matrix
-products stay PyTorch's, and everything between them runs the C++ kernels of
-``train_kernel.cpp``:
+products (and the backward's sixteen) go through ``train_kernel.mm`` (PyTorch's, or the
+kernels' own ``gemm`` where ``train_kernel.products()`` says so), and everything between
+them runs the C++ kernels of ``train_kernel.cpp``:
 
 * ``ln_1``: one pass (``layer_norm_forward``), keeping each row's mean and 1 / std;
 * ``c_attn``'s bias, the causal attention and its softmax weights (``attention_forward``);

@@ -1,5 +1,5 @@
-// The passes of a CPU training step that are not matrix products, forward and backward,
-// called from train_kernel.py and train_block.py (which keep the products PyTorch's):
+// The passes of a CPU training step, forward and backward, called from train_kernel.py and
+// train_block.py:
 //
 // * causal self-attention from c_attn's output: qkv (B, T, 3C) in, y (B, T, C) out, heads
 //   side by side, ready for c_proj; the backward writes dqkv in qkv's layout. PyTorch's path
@@ -14,7 +14,9 @@
 //   so the backward is one product that also sums the bias gradient;
 // * layer norm, whose forward can first add a residual and a bias, and whose backward adds
 //   the residual's gradient and sums the bias gradient of the layer before; a residual add;
-// * the global gradient norm and the clip.
+// * the global gradient norm and the clip;
+// * the matrix products (gemm), for the machines where PyTorch's are MKL's AVX2 path on a
+//   CPU with AVX-512 (train_kernel.products()).
 //
 // Formulas are the modules' (attention.py, ffn.py, norms.py, torch's clip_grad_norm_); only
 // the order of additions differs, so results agree with PyTorch's to float32 rounding

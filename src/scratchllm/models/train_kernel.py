@@ -20,6 +20,9 @@ activations. The kernels share those passes:
 * **Layer norm and residual adds**, for the whole block of ``train_block.py``.
 * **The gradient clip** (``clip_grad_norm``): the global norm in one pass and the scaling
   in a second, for the Trainer's step.
+* **The matrix products** of the Functions here and of ``train_block.py`` (``mm``,
+  ``mm_t``): ``torch.mm``, or on a CPU where that is MKL's AVX2 path beside AVX-512 (not
+  Intel's), the kernels' own register-tiled ``gemm``, twice as fast there (``products``).
 
 ``CausalSelfAttention``, ``MLP``, ``ffn.GELU`` and ``Block`` call them when training a
 float32 model on a CPU (``wants``, ``linear_fits``, ``train_block.fits``), outside
