@@ -122,7 +122,8 @@ def products() -> str:
     PyTorch's CPU build multiplies float32 matrices with Intel's MKL, which on other
     vendors' CPUs takes its AVX2 code path even where the CPU has AVX-512: on the AMD EPYC
     of this project's machine that is 205 GFLOP/s on two cores, where ``gemm``'s AVX-512
-    tiles reach 450-490 (``benchmarks/bench_train_throughput.py --kernels``). So the
+    tiles reach 420-510 on a GPT block's products (``bench_train_throughput.py`` prints
+    both peaks). So the
     choice is ``"cpp"`` on a CPU with AVX-512 that is not Intel's, ``"torch"`` elsewhere,
     unless ``matmul_impl`` says otherwise; the same machine always makes the same choice,
     so a resumed run multiplies as the first did.
