@@ -60,10 +60,10 @@ inline int thread_count() {
 
 inline int up16(int n) { return (n + 15) & ~15; }
 
-// C[r, 0:16 NV] = sum_k A[r * ars + k * acs] * B[k * ldb + 0:16 NV] for r < MR: MR x NV
-// accumulators live in registers (6 x 4 of the 32 AVX-512 ones at most) while k runs.
-// A's strides let the same tile read A or A transposed.
-template <int MR, int NV>
+// C[r, 0:16 NV] = sum_k A[r * ars + k * acs] * B[k * ldb + 0:16 NV] for r < MR (ACC: added
+// to C): MR x NV accumulators live in registers (6 x 4 of the 32 AVX-512 ones at most)
+// while k runs. A's strides let the same tile read A or A transposed.
+template <int MR, int NV, bool ACC = false>
 inline void tile(int K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb,
                  float* C, int64_t ldc) {
     v16 c[MR][NV];
@@ -78,7 +78,10 @@ inline void tile(int K, const float* A, int64_t ars, int64_t acs, const float* B
         }
     }
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) store16(C + r * ldc + 16 * v, c[r][v]);
+        for (int v = 0; v < NV; v++) {
+            float* out = C + r * ldc + 16 * v;
+            store16(out, ACC ? load16(out) + c[r][v] : c[r][v]);
+        }
 }
 
 template <int MR>
@@ -189,39 +192,17 @@ constexpr int GEMM_KC = 128;
 // 460 GFLOP/s); narrower products take all their columns at once.
 constexpr int GEMM_NC = 256;
 
-// C[r, 0:16 NV] (+)= sum_k A[r * ars + k * acs] * B[k * ldb + 0:16 NV] for r < MR.
-template <int MR, int NV, bool ACC>
-inline void gemm_tile(int K, const float* A, int64_t ars, int64_t acs, const float* B,
-                      int64_t ldb, float* C, int64_t ldc) {
-    v16 c[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) c[r][v] = v16{};
-    for (int k = 0; k < K; k++) {
-        v16 b[NV];
-        for (int v = 0; v < NV; v++) b[v] = load16(B + k * ldb + 16 * v);
-        for (int r = 0; r < MR; r++) {
-            const float a = A[r * ars + k * acs];
-            for (int v = 0; v < NV; v++) c[r][v] += a * b[v];
-        }
-    }
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) {
-            float* out = C + r * ldc + 16 * v;
-            store16(out, ACC ? load16(out) + c[r][v] : c[r][v]);
-        }
-}
-
 // Columns n0 .. n1 of MR rows, 64 at a time, then the 32- and 16-wide ends.
 template <int MR, bool ACC>
 void gemm_strips(int n0, int n1, int K, const float* A, int64_t ars, int64_t acs,
                  const float* B, int64_t ldb, float* C, int64_t ldc) {
     int n = n0;
-    for (; n + 64 <= n1; n += 64) gemm_tile<MR, 4, ACC>(K, A, ars, acs, B + n, ldb, C + n, ldc);
+    for (; n + 64 <= n1; n += 64) tile<MR, 4, ACC>(K, A, ars, acs, B + n, ldb, C + n, ldc);
     if (n + 32 <= n1) {
-        gemm_tile<MR, 2, ACC>(K, A, ars, acs, B + n, ldb, C + n, ldc);
+        tile<MR, 2, ACC>(K, A, ars, acs, B + n, ldb, C + n, ldc);
         n += 32;
     }
-    if (n < n1) gemm_tile<MR, 1, ACC>(K, A, ars, acs, B + n, ldb, C + n, ldc);
+    if (n < n1) tile<MR, 1, ACC>(K, A, ars, acs, B + n, ldb, C + n, ldc);
 }
 
 template <bool ACC>
