@@ -51,13 +51,19 @@ def compiler() -> str | None:
 
 def cpu_id() -> str:
     """What ``-march=native`` depends on: the CPU's feature flags."""
+    return cpu_field("flags", "Features") or platform.processor() or platform.machine()
+
+
+def cpu_field(*names: str) -> str | None:
+    """The first CPU's line of ``/proc/cpuinfo`` whose field is one of ``names`` (``flags``,
+    ``vendor_id``), whole; None where there is no such line or no such file."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
+            if line.split(":", 1)[0].strip() in names:
                 return line
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
 
 
 def _vector_width() -> tuple[str, ...]:

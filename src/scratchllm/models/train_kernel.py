@@ -139,17 +139,10 @@ def products() -> str:
 
 @functools.cache
 def _machine_products() -> str:
-    info = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), f" {value.strip()} ")
-            if "flags" in info and "vendor_id" in info:
-                break
-    avx512 = " avx512f " in info.get("flags", "")
-    return (
-        "cpp" if avx512 and info.get("vendor_id", " GenuineIntel ") != " GenuineIntel " else "torch"
-    )
+    from scratchllm.models.cpp_library import cpu_field
+
+    flags, vendor = f"{cpu_field('flags')} ", cpu_field("vendor_id") or "GenuineIntel"
+    return "cpp" if " avx512f " in flags and "GenuineIntel" not in vendor else "torch"
 
 
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
