@@ -79,6 +79,22 @@ def test_mm_t_is_a_linear_layers_product(cpp):
     assert torch.equal(mm_t(x, odd), x @ odd.t())
 
 
+@pytest.mark.parametrize("rows, cols", [(16, 1), (16, 16), (32, 37), (48, 384), (1536, 384)])
+def test_transposed_is_w_t_contiguous_bit_for_bit(rows, cols):
+    """The 16 x 16 register transpose, with the columns past the last whole block."""
+    assert train_kernel.library.load() is not None, train_kernel.library.failed
+    w = torch.randn(rows, cols)
+    out = train_kernel.transposed(w)
+    assert out.shape == (cols, rows) and out.is_contiguous()
+    assert torch.equal(out, w.t().contiguous())
+
+
+def test_mm_t_of_a_non_contiguous_weight(cpp):
+    x, w = torch.randn(30, 48), torch.randn(48, 64).t()  # [64, 48], not row-major
+    assert ran_gemm(lambda: mm_t(x, w))
+    torch.testing.assert_close(mm_t(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
+
+
 def test_products_follows_matmul_impl(monkeypatch):
     a, b = torch.randn(12, 20), torch.randn(20, 32)
     monkeypatch.setattr(train_kernel, "matmul_impl", "torch")

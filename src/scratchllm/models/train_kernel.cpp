@@ -108,13 +108,45 @@ void matmul_rows(int rows, int N, int K, const float* A, int64_t ars, int64_t ac
     }
 }
 
-// dst (D, Tp) = src (T, D; row stride ld) transposed, zero past T.
-void transpose(const float* src, int64_t ld, int T, int D, int Tp, float* dst) {
-    for (int d = 0; d < D; d++) {
-        float* row = dst + (int64_t)d * Tp;
-        for (int j = 0; j < T; j++) row[j] = src[j * ld + d];
-        for (int j = T; j < Tp; j++) row[j] = 0.0f;
+// -- transposes ---------------------------------------------------------------------------
+//
+// A 16 x 16 block transposed in registers: four rounds of two-register shuffles, each
+// swapping one bit of an element's row index with the same bit of its column index (row r's
+// lane c goes to row r ^ S, lane c ^ S when the two bits differ). 64 shuffles for 256
+// floats, where a scalar transpose makes 256 strided loads and stores: on the attention
+// kernel's (T, 64) heads, the scalar loop read each of a head's rows 64 times, from L2.
+template <int S>
+inline void swap_index_bit(v16* r) {
+    static_assert(S == 1 || S == 2 || S == 4 || S == 8, "one bit of a 16-lane index");
+    v16i lo, hi;  // lane c of row r (bit S of r clear) and of row r + S
+    for (int c = 0; c < 16; c++) {
+        lo[c] = c & S ? 16 + c - S : c;
+        hi[c] = c & S ? 16 + c : c + S;
     }
+    for (int i = 0; i < 16; i++)
+        if (!(i & S)) {
+            const v16 a = r[i], b = r[i + S];
+            r[i] = __builtin_shuffle(a, b, lo);
+            r[i + S] = __builtin_shuffle(a, b, hi);
+        }
+}
+
+// dst[c * ldd + r] = src[r * lds + c] for r < 16, c < 16; rows r >= rows of src read as zeros.
+inline void transpose16(const float* src, int64_t lds, int rows, float* dst, int64_t ldd) {
+    v16 r[16];
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? load16(src + i * lds) : v16{};
+    swap_index_bit<1>(r);
+    swap_index_bit<2>(r);
+    swap_index_bit<4>(r);
+    swap_index_bit<8>(r);
+    for (int i = 0; i < 16; i++) store16(dst + i * ldd, r[i]);
+}
+
+// dst (D, Tp) = src (T, D; row stride ld) transposed, zero past T; D a multiple of 16.
+void transpose(const float* src, int64_t ld, int T, int D, int Tp, float* dst) {
+    for (int j = 0; j < Tp; j += 16)
+        for (int d = 0; d < D; d += 16)
+            transpose16(src + j * ld + d, ld, std::min(16, T - j), dst + (int64_t)d * Tp + j, Tp);
 }
 
 // Zeros in row[m16 : m16 + 16] (within Tp). A row i of weights or of dS is read up to
@@ -624,6 +656,20 @@ float clip_global_norm(float* const* ptrs, const int64_t* sizes, int n, float ma
         for (int64_t j = 0; j < len; j++) p[j] *= coef;
     }
     return norm;
+}
+
+// dst (cols, rows) = src (rows, cols) transposed, both row-major: a linear layer's weight
+// [out, in] as the row-major [in, out] operand gemm reads (train_kernel.mm_t). rows a
+// multiple of 16; the last cols % 16 columns of src are copied one by one.
+void transpose_matrix(const float* src, float* dst, int64_t rows, int64_t cols, int n_threads) {
+    const int64_t full = cols & ~(int64_t)15;
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < rows; r += 16) {
+        for (int64_t c = 0; c < full; c += 16)
+            transpose16(src + r * cols + c, cols, 16, dst + c * rows + r, rows);
+        for (int64_t c = full; c < cols; c++)
+            for (int64_t i = r; i < r + 16; i++) dst[c * rows + i] = src[i * cols + c];
+    }
 }
 
 // C (M, N; row stride ldc) = A B, A[m, k] at A[m * ars + k * acs] (ars = K, acs = 1 for a
