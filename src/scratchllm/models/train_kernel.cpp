@@ -155,7 +155,19 @@ void transpose(const float* src, int64_t ld, int T, int D, int Tp, float* dst) {
 // product reads zeros, never what lies further right (left uninitialised).
 inline void zero_after(float* row, int m16, int Tp) {
     static_assert(MR <= 16, "zero_after covers MR - 1 columns past a row's last key");
-    std::memset(row + m16, 0, sizeof(float) * (std::min(Tp, m16 + 16) - m16));
+    if (m16 < Tp) store16(row + m16, v16{});  // both multiples of 16
+}
+
+// The passes over a head's rows of D floats (D a multiple of 16) on whole vectors: at D 32 a
+// loop the compiler vectorised for any length spent more time on its set-up than on the sum.
+inline void add_row(float* x, const float* y, int D) {
+    for (int d = 0; d < D; d += 16) store16(x + d, load16(x + d) + load16(y + d));
+}
+
+inline float dot_row(const float* x, const float* y, int D) {
+    v16 sum{};
+    for (int d = 0; d < D; d += 16) sum += load16(x + d) * load16(y + d);
+    return hsum(sum);
 }
 
 // p[0:n] = softmax(scale * p[0:n]), zeros after it (zero_after): on whole vectors, the keys
@@ -273,12 +285,7 @@ void attention_forward(float* qkv, const float* bias, float* y, float* P, float*
         if (bias) {
             float* row = qkv + (int64_t)b * T * ld + h * D;
             for (int i = 0; i < T; i++, row += ld)
-                for (int part = 0; part < 3; part++) {
-                    float* seg = row + part * C;
-                    const float* bs = bias + part * C + h * D;
-#pragma omp simd
-                    for (int d = 0; d < D; d++) seg[d] += bs[d];
-                }
+                for (int part = 0; part < 3; part++) add_row(row + part * C, bias + part * C + h * D, D);
         }
         float* Ph = P + (int64_t)bh * T * Tp;
         float* kt = work + thread_id() * attention_work_floats(T, D);  // (D, Tp)
@@ -331,9 +338,7 @@ void attention_backward(const float* qkv, const float* y, const float* P, const 
             float* ds = dS + (int64_t)i * Tp;
             const float* p = Ph + (int64_t)i * Tp;
             const float *dyi = dyh + (int64_t)i * C, *yi = yh + (int64_t)i * C;
-            float dot = 0.0f;  // rowsum(dy * y) = rowsum(P * dP)
-#pragma omp simd reduction(+ : dot)
-            for (int d = 0; d < D; d++) dot += dyi[d] * yi[d];
+            const float dot = dot_row(dyi, yi, D);  // rowsum(dy * y) = rowsum(P * dP)
             const int m16 = up16(i + 1);  // whole vectors: p is 0 past key i, so is ds
             const v16 dots = splat16(dot);
             for (int c = 0; c < m16; c += 16)
@@ -357,9 +362,7 @@ void attention_backward(const float* qkv, const float* y, const float* P, const 
                 float* sum = partial + (int64_t)b * 3 * C + part * C + h * D;
                 const float* row = dq + part * C;
                 std::memset(sum, 0, D * sizeof(float));
-                for (int i = 0; i < T; i++, row += ld)
-#pragma omp simd
-                    for (int d = 0; d < D; d++) sum[d] += row[d];
+                for (int i = 0; i < T; i++, row += ld) add_row(sum, row, D);
             }
         }
     }
