@@ -16,7 +16,8 @@
 //   the residual's gradient and sums the bias gradient of the layer before; a residual add;
 // * the global gradient norm and the clip;
 // * the matrix products (gemm), for the machines where PyTorch's are MKL's AVX2 path on a
-//   CPU with AVX-512 (train_kernel.products()).
+//   CPU with AVX-512 (train_kernel.products()), and the transposes of the weights they read
+//   (transpose_matrix, 16 x 16 blocks in registers, as are the attention heads').
 //
 // Formulas are the modules' (attention.py, ffn.py, norms.py, torch's clip_grad_norm_); only
 // the order of additions differs, so results agree with PyTorch's to float32 rounding

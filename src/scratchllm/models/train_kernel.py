@@ -22,7 +22,9 @@ activations. The kernels share those passes:
   in a second, for the Trainer's step.
 * **The matrix products** of the Functions here and of ``train_block.py`` (``mm``,
   ``mm_t``): ``torch.mm``, or on a CPU where that is MKL's AVX2 path beside AVX-512 (not
-  Intel's), the kernels' own register-tiled ``gemm``, twice as fast there (``products``).
+  Intel's), the kernels' own register-tiled ``gemm``, 10-20 % faster on a Zen 4 core and
+  twice as fast on a Zen 5 (``products``); ``mm_t``'s weight transposed by
+  ``transposed``.
 
 ``CausalSelfAttention``, ``MLP``, ``ffn.GELU`` and ``Block`` call them when training a
 float32 model on a CPU (``wants``, ``linear_fits``, ``train_block.fits``), outside
@@ -121,13 +123,13 @@ def products() -> str:
     """``"cpp"`` or ``"torch"``: whose matrix products the training kernels run.
 
     PyTorch's CPU build multiplies float32 matrices with Intel's MKL, which on other
-    vendors' CPUs takes its AVX2 code path even where the CPU has AVX-512: on the AMD EPYC
-    of this project's machine that is 205 GFLOP/s on two cores, where ``gemm``'s AVX-512
-    tiles reach 420-510 on a GPT block's products (``bench_train_throughput.py`` prints
-    both peaks). So the
-    choice is ``"cpp"`` on a CPU with AVX-512 that is not Intel's, ``"torch"`` elsewhere,
-    unless ``matmul_impl`` says otherwise; the same machine always makes the same choice,
-    so a resumed run multiplies as the first did.
+    vendors' CPUs takes its AVX2 code path even where the CPU has AVX-512: on two cores of
+    this project's AMD EPYC that is 205 GFLOP/s on Zen 5, where ``gemm``'s AVX-512 tiles
+    reach 420-510 on a GPT block's products, and 180-200 on Zen 4, whose AVX-512 runs on
+    256-bit units, where ``gemm`` reaches 210-220 (``bench_train_throughput.py`` prints
+    both peaks). So the choice is ``"cpp"`` on a CPU with AVX-512 that is not Intel's,
+    ``"torch"`` elsewhere, unless ``matmul_impl`` says otherwise; the same machine always
+    makes the same choice, so a resumed run multiplies as the first did.
     """
     if matmul_impl is not None:
         if matmul_impl not in ("cpp", "torch"):
