@@ -293,7 +293,10 @@ def test_ppo_reaches_a_fixed_continuation(base, tmp_path):
         reference=frozen(policy.start), max_new_tokens=4, seed=0,
     )  # fmt: skip
     before = _p_first(policy, _prompts()[0], "7")
-    values = {**s, **STEPS, "lr": 3e-3, "min_lr": 3e-4, "max_iters": 30, "eval_interval": 30,
+    # At lr 3e-3 the policy reached the continuation and then, with every reward 1 and
+    # no KL term, one late update could undo it (the last of 30 steps, in 1 of 6 seeds on
+    # one thread); at 1e-3 every seed of 0-9 ends at 0.97-0.985.
+    values = {**s, **STEPS, "lr": 1e-3, "min_lr": 3e-4, "max_iters": 40, "eval_interval": 40,
               "schedule": "constant"}  # fmt: skip
     cfg = train_config(values, tmp_path / "p", True)
     run_loop(learner, cfg, tmp_path / "p", say=QUIET)
