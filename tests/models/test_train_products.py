@@ -89,6 +89,12 @@ def test_transposed_is_w_t_contiguous_bit_for_bit(rows, cols):
     assert torch.equal(out, w.t().contiguous())
 
 
+def test_transposed_refuses_what_the_kernel_cannot_take():
+    for w in (torch.randn(15, 16), torch.randn(16, 32).t(), torch.randn(16, 16).double()):
+        with pytest.raises(ValueError, match="multiple of 16 rows"):
+            train_kernel.transposed(w)
+
+
 def test_mm_t_of_a_non_contiguous_weight(cpp):
     x, w = torch.randn(30, 48), torch.randn(48, 64).t()  # [64, 48], not row-major
     assert ran_gemm(lambda: mm_t(x, w))

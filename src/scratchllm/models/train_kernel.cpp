@@ -286,7 +286,8 @@ void attention_forward(float* qkv, const float* bias, float* y, float* P, float*
         if (bias) {
             float* row = qkv + (int64_t)b * T * ld + h * D;
             for (int i = 0; i < T; i++, row += ld)
-                for (int part = 0; part < 3; part++) add_row(row + part * C, bias + part * C + h * D, D);
+                for (int part = 0; part < 3; part++)
+                    add_row(row + part * C, bias + part * C + h * D, D);
         }
         float* Ph = P + (int64_t)bh * T * Tp;
         float* kt = work + thread_id() * attention_work_floats(T, D);  // (D, Tp)

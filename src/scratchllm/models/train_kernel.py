@@ -173,6 +173,11 @@ def transposed(w: torch.Tensor) -> torch.Tensor:
     """A row-major copy of ``w.t()`` for a contiguous float32 CPU matrix ``w`` with a multiple
     of 16 rows: the kernels' ``transpose_matrix`` (16 x 16 blocks in registers, six times as fast as
     ``w.t().contiguous()`` on a GPT's weights), equal to it bit for bit."""
+    if w.dim() != 2 or w.shape[0] % 16 or not w.is_contiguous() or w.dtype is not torch.float32:
+        raise ValueError(
+            f"transposed takes a contiguous float32 matrix with a multiple of 16 rows, got "
+            f"{w.dtype} {tuple(w.shape)}{'' if w.is_contiguous() else ' (not contiguous)'}"
+        )
     rows, cols = w.shape
     out = w.new_empty(cols, rows)
     _kernel("transpose_matrix", w, out, rows, cols)
