@@ -171,13 +171,18 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def transposed(w: torch.Tensor) -> torch.Tensor:
     """A row-major copy of ``w.t()`` for a contiguous float32 CPU matrix ``w`` with a multiple
-    of 16 rows: the kernels' ``transpose_matrix`` (16 x 16 blocks in registers, six times as fast as
-    ``w.t().contiguous()`` on a GPT's weights), equal to it bit for bit."""
+    of 16 rows: the kernels' ``transpose_matrix`` (16 x 16 blocks in registers, six times as
+    fast as ``w.t().contiguous()`` on a GPT's weights), equal to it bit for bit."""
     if w.dim() != 2 or w.shape[0] % 16 or not w.is_contiguous() or w.dtype is not torch.float32:
         raise ValueError(
             f"transposed takes a contiguous float32 matrix with a multiple of 16 rows, got "
             f"{w.dtype} {tuple(w.shape)}{'' if w.is_contiguous() else ' (not contiguous)'}"
         )
+    return _transpose(w)
+
+
+def _transpose(w: torch.Tensor) -> torch.Tensor:
+    """``transposed`` for a caller that has checked ``w`` itself (``mm_t``, every forward)."""
     rows, cols = w.shape
     out = w.new_empty(cols, rows)
     _kernel("transpose_matrix", w, out, rows, cols)
@@ -188,9 +193,8 @@ def mm_t(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``x @ w.t()``, a linear layer's product (``w [out, in]``): through ``mm`` on a
     row-major copy of ``w.t()`` (``transposed``) where ``gemm`` runs it."""
     if products() == "cpp" and w.shape[0] % 16 == 0:
-        if w.is_contiguous() and w.dtype is torch.float32:
-            return mm(x, transposed(w))
-        return mm(x, w.t().contiguous())
+        fits = w.is_contiguous() and w.dtype is torch.float32
+        return mm(x, _transpose(w) if fits else w.t().contiguous())
     return x @ w.t()
 
 
