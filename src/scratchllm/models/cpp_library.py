@@ -1,5 +1,6 @@
 """A C++ source compiled on first use and called through ctypes: the decode step
-(``decode_kernel.cpp``) and the training kernels (``train_kernel.cpp``).
+(``decode_kernel.cpp``), the training kernels (``train_kernel.cpp``) and AdamW's update
+(``adamw_kernel.cpp``).
 
 ``Library.load()`` compiles the source with the system's C++ compiler (``$CXX``, else
 ``g++``, else ``c++``; no PyTorch headers, a few seconds of CPU time) into
@@ -85,13 +86,20 @@ class Library:
 
     ``what`` names it in the warning when it cannot be built (``"C++ decode step"``),
     ``fallback`` says what runs instead; ``declare(lib)`` sets the argument and return
-    types of its functions once it is loaded.
+    types of its functions once it is loaded. ``flags`` are compiler flags for this source
+    only, after ``FLAGS``.
     """
 
     def __init__(
-        self, source: Path, what: str, fallback: str, declare: Callable[[ctypes.CDLL], None]
+        self,
+        source: Path,
+        what: str,
+        fallback: str,
+        declare: Callable[[ctypes.CDLL], None],
+        flags: tuple[str, ...] = (),
     ) -> None:
         self.source = source
+        self.flags = (*FLAGS, *flags)
         self.what = what
         self.fallback = fallback
         self.declare = declare
@@ -113,7 +121,7 @@ class Library:
         os.close(fd)
         try:
             proc = subprocess.run(
-                [cxx, *FLAGS, str(self.source), "-o", tmp],
+                [cxx, *self.flags, str(self.source), "-o", tmp],
                 capture_output=True,
                 text=True,
                 timeout=BUILD_TIMEOUT_S,
@@ -134,7 +142,7 @@ class Library:
         """The cached library for this source, compiler and CPU."""
         version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
         key = hashlib.sha256()
-        for part in (*self.texts(), " ".join(FLAGS).encode(), version.stdout.encode()):
+        for part in (*self.texts(), " ".join(self.flags).encode(), version.stdout.encode()):
             key.update(part)
         key.update(cpu_id().encode())
         return cache_dir() / f"{self.source.stem}-{key.hexdigest()[:16]}.so"
