@@ -53,8 +53,9 @@ repeated at once, in cache; with the machine's copy bandwidth in and beyond the 
 shows how much of the products' time is memory.
 
 ``--levers`` times the pieces of the update around forward/backward side by side on
-the small model's own parameters and gradients: AdamW fused (what ``configure_optimizer``
-picks) vs foreach vs the per-parameter for-loop, and the gradient clip foreach vs loop.
+the small model's own parameters and gradients: our AdamW (what ``configure_optimizer``
+picks: one C++ call per group) vs PyTorch's fused vs foreach vs the per-parameter
+for-loop, and the gradient clip foreach vs loop.
 ``--kernels`` times the fused layers against the PyTorch ops they replace, on the config's
 shapes, forward + backward: ``c_attn`` with attention, and the MLP. ``--fixed-cost`` times
 every step on one row of 16 tokens, where what is left is the cost a step pays whatever
@@ -382,11 +383,14 @@ def levers(model: torch.nn.Module, step_seconds: float) -> None:
             p.grad = g.clone()
         return params
 
+    from scratchllm.training.optimizer import AdamW
+
     kw = dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
-    variants = {"fused": dict(fused=True), "foreach": dict(foreach=True),
-                "for-loop": dict(foreach=False)}  # fmt: skip
+    variants = {"ours": (AdamW, dict(fused=True)), "fused": (torch.optim.AdamW, dict(fused=True)),
+                "foreach": (torch.optim.AdamW, dict(foreach=True)),
+                "for-loop": (torch.optim.AdamW, dict(foreach=False))}  # fmt: skip
     owned = {name: copy() for name in variants}
-    opts = {name: torch.optim.AdamW(owned[name], **kw, **v) for name, v in variants.items()}
+    opts = {name: make(owned[name], **kw, **v) for name, (make, v) in variants.items()}
     times = alternate({f"AdamW {name}": opt.step for name, opt in opts.items()}, repeats=20)
     clip_params = copy()
     times |= alternate(
@@ -410,6 +414,8 @@ def levers(model: torch.nn.Module, step_seconds: float) -> None:
         for a, b in zip(owned["fused"], owned[name])
     )
     print(f"    fused vs foreach / for-loop parameters after the same steps: max |diff| {gap:.1e}")
+    same = all(torch.equal(a, b) for a, b in zip(owned["fused"], owned["ours"]))
+    print(f"    ours (one C++ call per group) vs fused: {'the same bits' if same else 'DIFFERENT'}")
 
 
 def kernel_pieces(H: int, C: int, T: int, B: int, rounds: int = 7) -> None:
@@ -507,7 +513,7 @@ def main() -> None:
         help="also profile our step (where the time goes) and replay its matrix products alone",
     )  # fmt: skip
     parser.add_argument(
-        "--levers", action="store_true", help="also time AdamW fused/foreach/loop and the clip"
+        "--levers", action="store_true", help="also time AdamW ours/fused/foreach/loop and the clip"
     )
     parser.add_argument(
         "--kernels", action="store_true",
