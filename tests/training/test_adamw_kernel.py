@@ -217,3 +217,18 @@ def test_configure_optimizer_gives_ours_and_a_gpt_trains_on_the_kernel():
         losses.append(float(loss.detach()))
         assert kernel_ran(opt)
     assert losses[-1] < losses[0]
+
+
+def test_a_grad_scalers_scale_goes_to_pytorchs_step():
+    """A GradScaler hands a fused optimizer its scale as attributes: the step unscales."""
+    ours, ref = params(), params()
+    ours_opt = AdamW(groups(ours, 0.1), lr=1e-3, fused=True)
+    ref_opt = torch.optim.AdamW(groups(ref, 0.1), lr=1e-3, fused=True)
+    for ps, opt in ((ours, ours_opt), (ref, ref_opt)):
+        for p in ps:
+            p.grad = torch.full_like(p, 1024.0)
+        opt.grad_scale, opt.found_inf = torch.tensor(1024.0), torch.tensor(0.0)
+    assert not kernel_ran(ours_opt)
+    ref_opt.step()
+    assert_same_bits(ours, ref)
+    assert all(torch.all(p.grad == 1.0) for p in ours)  # unscaled in place, as PyTorch does

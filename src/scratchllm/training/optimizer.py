@@ -15,8 +15,8 @@ So the rule is: decay a parameter iff it has 2 or more dimensions and does not b
 an ``nn.Embedding``. ``decay_groups`` returns the two lists by name, for inspection.
 
 ``configure_optimizer`` returns our ``AdamW``: ``torch.optim.AdamW`` whose step, for float32
-CPU parameters, is one call of a C++ kernel per group (``adamw_kernel.cpp``) with the same
-bits as PyTorch's fused kernel, which is called once per parameter.
+CPU parameters, is one call of a C++ kernel per group (``adamw_kernel.cpp``) with the bits
+of PyTorch's fused kernel, which is called once per parameter.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def configure_optimizer(
 
     Uses the fused kernel where this torch build supports it for ``device_type``, else the
     ``foreach`` multi-tensor path; on a CPU, float32 groups take ``AdamW``'s own kernel,
-    equal to the fused one bit for bit. All compute the same update as the textbook loop. The fused kernel writes the parameters without
-    bumping their version counters (torch 2.13), so a step hook bumps them: the decode
+    which gives the fused one's bits. All compute the same update as the textbook loop.
+    The fused kernels (PyTorch's and ours) write the parameters without bumping their
+    version counters (torch 2.13), so a step hook bumps them: the decode
     kernel's packed weights (``models.decode_kernel``) are checked by those counters, and a
     run that generates between updates (RL rollouts, in-run evaluations) would otherwise
     decode with the matrices of its first generation.
@@ -140,11 +141,13 @@ class AdamW(torch.optim.AdamW):
     call of ``adamw_kernel.cpp``, all parameters at once, where PyTorch's fused kernel runs
     once per parameter (on a small GPT's 52: 0.5 ms against 0.85). The state and its
     ``state_dict`` are the fused kernel's (a float32 ``step`` per parameter, ``exp_avg``,
-    ``exp_avg_sq``), and so are the bits of every update
+    ``exp_avg_sq``), and so are the bits of its updates: all of them on whole vectors of 16
+    floats, and the moments everywhere; an array's last ``numel % 16`` weights, which
+    PyTorch's scalar tail rounds as its compiler chose, within an ulp a step
     (``tests/training/test_adamw_kernel.py``). Everything else runs PyTorch's own step:
-    ``amsgrad``, ``maximize``, ``capturable``, ``differentiable``, a tensor ``lr``, complex
-    or non-contiguous tensors, other devices and dtypes, ``train_kernel.enabled`` off, or no
-    C++ compiler.
+    ``amsgrad``, ``maximize``, ``capturable``, ``differentiable``, a tensor ``lr``, a
+    ``GradScaler``'s scale, sparse, complex or non-contiguous tensors, other devices and
+    dtypes, ``train_kernel.enabled`` off, or no C++ compiler.
     """
 
     @torch.no_grad()
@@ -175,6 +178,9 @@ class AdamW(torch.optim.AdamW):
         """Each group with parameters to update and its tensors (params, grads, exp_avgs,
         exp_avg_sqs, steps), the missing state made as PyTorch's fused path makes it; None
         where the kernel does not take them all (then PyTorch's step runs)."""
+        scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        if scale is not None or found_inf is not None:
+            return None  # a GradScaler's: PyTorch's fused step unscales, or skips the step
         work = []
         for group in self.param_groups:
             if (
