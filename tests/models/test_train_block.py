@@ -42,9 +42,23 @@ def products(request, monkeypatch):
 
 
 def ran_block(fn) -> bool:
+    """Whether ``fn()`` ran a block as one Function: its kernels from Python (``_Block``) or
+    in one call (``_CppBlock``, where the products are gemm's)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fn()
-    return any(e.key == "scratchllm::layer_norm_forward" for e in prof.key_averages())
+    names = {e.key for e in prof.key_averages()}
+    return bool(names & {"scratchllm::layer_norm_forward", "scratchllm::block_forward"})
+
+
+def one_call(blk: Block, x: torch.Tensor, dy: torch.Tensor, kernels: bool, cpp_block: bool):
+    """``run`` with the block in one C++ call each way or from Python."""
+    saved = train_block._CppBlock
+    if not cpp_block:
+        train_block._CppBlock = train_block._Block
+    try:
+        return run(blk, x, dy, kernels)
+    finally:
+        train_block._CppBlock = saved
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -64,6 +78,51 @@ def test_the_block_function_equals_the_modules_in_values_and_gradients(bias, B, 
     assert len(grads) == len(names) == len(ref_grads)
     for name, g, r in zip(names, grads, ref_grads):
         torch.testing.assert_close(g, r, atol=3e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    "B, T, H, C, F", [(1, 1, 1, 16, 64), (3, 40, 3, 48, 96), (2, 33, 2, 64, 80)]
+)
+def test_the_block_in_one_call_is_the_python_sequence_bit_for_bit(products, bias, B, T, H, C, F):
+    """Where the products are gemm's, the block runs as one C++ call each way: the same
+    kernels and products in the same order as ``_Block`` calls them from Python."""
+    blk = block(n_head=H, n_embd=C, bias=bias, ffn_hidden=F)
+    x = torch.randn(B, T, C, requires_grad=True)
+    dy = torch.randn(B, T, C)
+
+    def profiled(cpp_block: bool) -> set[str]:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            one_call(blk, x, dy, True, cpp_block)
+        return {e.key for e in prof.key_averages()}
+
+    in_one = {"scratchllm::block_forward", "scratchllm::block_backward"}
+    assert (in_one <= profiled(True)) == (products == "cpp")
+    assert not in_one & profiled(False)
+    out, grads = one_call(blk, x, dy, True, True)
+    ref, ref_grads = one_call(blk, x, dy, True, False)
+    assert torch.equal(out, ref)
+    assert len(grads) == len(ref_grads) == 1 + len(list(blk.parameters()))
+    for name, g, r in zip(["x", *(n for n, _ in blk.named_parameters())], grads, ref_grads):
+        assert torch.equal(g, r), name
+    mod, mod_grads = run(blk, x, dy, False)
+    torch.testing.assert_close(out, mod, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads, mod_grads):
+        torch.testing.assert_close(g, r, atol=3e-5, rtol=1e-4)
+
+
+def test_a_width_not_a_multiple_of_16_runs_the_python_sequence(products):
+    blk = block(n_head=2, n_embd=32, ffn_hidden=40)
+    x = torch.randn(2, 9, 32, requires_grad=True)
+    dy = torch.randn(2, 9, 32)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out, grads = run(blk, x, dy, True)
+    names = {e.key for e in prof.key_averages()}
+    assert "scratchllm::layer_norm_forward" in names and "scratchllm::block_forward" not in names
+    ref, ref_grads = run(blk, x, dy, False)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=3e-5, rtol=1e-4)
 
 
 def test_against_float64_it_is_as_close_as_pytorchs_float32_path():

@@ -253,29 +253,48 @@ def assert_trains_as_on_pytorchs_path(model: GPT, idx: torch.Tensor) -> dict:
     return grads
 
 
-def test_a_gpt_trains_on_the_kernels_with_pytorchs_loss_and_gradients():
+# The kernels of a GPT's step besides its blocks' (models/train_ends.py): the embedding,
+# ln_f's layer norm and the loss.
+ENDS = {
+    "scratchllm::embedding_forward", "scratchllm::embedding_backward",
+    "scratchllm::layer_norm_forward", "scratchllm::layer_norm_backward",
+    "scratchllm::cross_entropy_forward", "scratchllm::cross_entropy_backward",
+}  # fmt: skip
+
+
+def test_a_gpt_trains_on_the_kernels_with_pytorchs_loss_and_gradients(products):
     model = gpt().train()
     idx = torch.randint(0, 37, (3, 41))
     ran = kernel_events(lambda: loss_and_grads(model, idx))
-    assert ran == {
-        "scratchllm::attention_forward", "scratchllm::attention_backward",
-        "scratchllm::gelu_forward", "scratchllm::gelu_backward",
-        "scratchllm::layer_norm_forward", "scratchllm::layer_norm_backward",
-        "scratchllm::residual_add",
-    }  # fmt: skip
+    if products == "cpp":  # each block in one call each way (train_block._CppBlock)
+        blocks = {"scratchllm::block_forward", "scratchllm::block_backward"}
+    else:
+        blocks = {
+            "scratchllm::attention_forward", "scratchllm::attention_backward",
+            "scratchllm::gelu_forward", "scratchllm::gelu_backward",
+            "scratchllm::layer_norm_forward", "scratchllm::layer_norm_backward",
+            "scratchllm::residual_add", "scratchllm::column_sums",
+        }  # fmt: skip
+    assert ran == blocks | ENDS
     assert_trains_as_on_pytorchs_path(model, idx)
 
 
 @pytest.mark.parametrize(
     "case, overrides, expected",
     [
-        ("rope positions", dict(pos="rope"), {"gelu"}),
-        ("dropout on the weights", dict(dropout=0.1), {"gelu"}),
-        ("a head of 24", dict(n_embd=48), {"gelu"}),
-        ("longer than MAX_T", dict(block_size=train_kernel.MAX_T + 2), {"gelu"}),
-        ("tanh GELU", dict(act="gelu_tanh"), {"attention"}),
-        ("relu", dict(act="relu"), {"attention"}),
-        ("padding mask", dict(), {"gelu"}),
+        # (the loss's kernels: "layer" for ln_f, "cross" for the cross-entropy; the
+        # embedding's where the positions are learned and start at 0 without dropout)
+        ("rope positions", dict(pos="rope"), {"gelu", "layer", "cross"}),
+        ("dropout on the weights", dict(dropout=0.1), {"gelu", "layer", "cross"}),
+        ("a head of 24", dict(n_embd=48), {"gelu", "embedding", "layer", "cross"}),
+        (
+            "longer than MAX_T",
+            dict(block_size=train_kernel.MAX_T + 2),
+            {"gelu", "embedding", "layer", "cross"},
+        ),
+        ("tanh GELU", dict(act="gelu_tanh"), {"attention", "embedding", "layer", "cross"}),
+        ("relu", dict(act="relu"), {"attention", "embedding", "layer", "cross"}),
+        ("padding mask", dict(), {"gelu", "layer", "cross"}),
         ("float64", dict(), set()),
         ("bfloat16 autocast", dict(), set()),
         ("disabled", dict(), set()),
@@ -320,6 +339,10 @@ def test_lora_layers_keep_the_attention_kernel_and_pytorchs_products():
     assert ran == {
         "scratchllm::attention_forward", "scratchllm::attention_backward",
         "scratchllm::gelu_backward",
+        # the loss (ln_f's layer norm and the cross-entropy): the frozen embedding wants no
+        # gradient, so it stays on PyTorch's path
+        "scratchllm::layer_norm_forward", "scratchllm::layer_norm_backward",
+        "scratchllm::cross_entropy_forward", "scratchllm::cross_entropy_backward",
     }  # fmt: skip
     grads = assert_trains_as_on_pytorchs_path(model, idx)
     assert len(grads) == 2 * 2 * 2  # A and B on c_attn and c_fc of both blocks; base frozen

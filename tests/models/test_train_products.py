@@ -28,11 +28,23 @@ SHAPES = [(1, 1, 16), (5, 3, 32), (6, 16, 48), (13, 64, 80), (64, 257, 112), (10
           (768, 128, 384)]  # fmt: skip
 
 
+def left(M: int, K: int, layout: str, g: torch.Generator) -> torch.Tensor:
+    """An (M, K) matrix in one of the layouts gemm reads: row-major, the transpose of a
+    row-major matrix, and each as a slice of a wider one (the head's padded logits)."""
+    if layout == "row-major":
+        return torch.randn(M, K, generator=g)
+    if layout == "transposed":
+        return torch.randn(K, M, generator=g).t()
+    if layout == "column slice":
+        return torch.randn(M, K + 7, generator=g)[:, 3 : 3 + K]
+    return torch.randn(K, M + 5, generator=g)[:, :M].t()  # a slice, transposed
+
+
 @pytest.mark.parametrize("M, K, N", SHAPES)
-@pytest.mark.parametrize("transposed", [False, True])
-def test_gemm_is_as_close_to_the_exact_product_as_torch_mm(cpp, M, K, N, transposed):
+@pytest.mark.parametrize("layout", ["row-major", "transposed", "column slice", "slice transposed"])
+def test_gemm_is_as_close_to_the_exact_product_as_torch_mm(cpp, M, K, N, layout):
     g = torch.Generator().manual_seed(M * 1000 + K)
-    a = torch.randn(K, M, generator=g).t() if transposed else torch.randn(M, K, generator=g)
+    a = left(M, K, layout, g)
     b = torch.randn(K, N, generator=g)
     assert ran_gemm(lambda: mm(a, b))
     exact = a.double() @ b.double()
@@ -87,6 +99,17 @@ def test_transposed_is_w_t_contiguous_bit_for_bit(rows, cols):
     out = train_kernel.transposed(w)
     assert out.shape == (cols, rows) and out.is_contiguous()
     assert torch.equal(out, w.t().contiguous())
+
+
+@pytest.mark.parametrize("rows", [1, 37, 65])
+def test_a_weight_of_any_rows_transposes_with_zeros_to_whole_vectors(rows):
+    """The head's weight, whose rows are the vocabulary: columns padded to 16 with zeros."""
+    assert train_kernel.library.load() is not None, train_kernel.library.failed
+    w = torch.randn(rows, 40)
+    out = train_kernel._transpose(w)
+    padded = -(-rows // 16) * 16
+    assert out.shape == (40, padded) and out.is_contiguous()
+    assert torch.equal(out[:, :rows], w.t()) and not out[:, rows:].any()
 
 
 def test_transposed_refuses_what_the_kernel_cannot_take():

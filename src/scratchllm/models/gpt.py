@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from scratchllm.configs.models import GPTConfig
+from scratchllm.models import train_ends
 from scratchllm.models.base import LanguageModel, lm_loss, register
 from scratchllm.models.gpt_decode import build_plan, decode_token
 from scratchllm.models.layers.attention import ATTENTION_IMPLS
@@ -163,7 +164,12 @@ class GPT(LanguageModel):
                 raise ValueError(f"documents must be (B, T) = {(B, T)}, without attention_mask")
             mask, positions = document_attention(documents.to(idx.device))
 
-        x = self._embed(idx, positions)
+        # Training on a CPU, the two ends run as Functions on the C++ kernels where
+        # train_ends takes them, as the blocks do where train_block does.
+        if train_ends.embed_fits(self, idx, positions):
+            x = train_ends.embed(self, idx)
+        else:
+            x = self._embed(idx, positions)
         rope = self._rope(positions)
         aux = None
         for block in self.transformer.h:
@@ -172,11 +178,13 @@ class GPT(LanguageModel):
             )
             if block_aux is not None:
                 aux = block_aux if aux is None else aux + block_aux
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
-
-        if targets is None:
-            return logits, None
-        loss = lm_loss(logits, targets, loss_mask)
+        if targets is not None and train_ends.head_fits(self, x, targets, loss_mask):
+            logits, loss = train_ends.head_loss(self, x, targets, loss_mask)
+        else:
+            logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+            if targets is None:
+                return logits, None
+            loss = lm_loss(logits, targets, loss_mask)
         if aux is not None:
             loss = loss + self.config.moe_aux_loss_coef * aux
         return logits, loss

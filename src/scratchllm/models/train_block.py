@@ -18,13 +18,21 @@ them runs the C++ kernels of ``train_kernel.cpp``:
 The backward mirrors it: each layer norm's backward also adds the residual's gradient that
 went around it, and sums the bias gradient of the layer before; the GELU's is one product.
 No bias is copied into every row first, as ``addmm`` does, and no sum of a bias gradient is
-a pass of its own, except ``mlp.c_proj``'s.
+a pass of its own, except ``mlp.c_proj``'s (``column_sums``).
+
+Where the products are the kernels' ``gemm`` (``train_kernel.products()``) and the MLP's
+width is a multiple of 16, the same sequence runs as one C++ call each way
+(``_CppBlock``: ``block_forward`` / ``block_backward``), bit for bit: from Python it is 13
+calls forward and 17 backward, each with tensors to allocate, and Python between kernels
+runs slower than alone, its caches evicted by them. What the backward reads is then one
+buffer.
 
 ``tests/models/test_train_block.py`` holds it equal to the module path (values and every
-gradient, to float32 rounding) and checks that every other block stays on that path: a mask,
-not causal, dropout, RMSNorm, ReLU or tanh GELU, a mixture of experts, heads not a
-multiple of 16 wide, LoRA or hooked layers, autocast, float64, no gradient,
-``train_kernel.enabled = False`` (and the checks keep other devices there too).
+gradient, to float32 rounding), the one call equal to the sequence bit for bit, and checks
+that every other block stays on that path: a mask, not causal, dropout, RMSNorm, ReLU or
+tanh GELU, a mixture of experts, heads not a multiple of 16 wide, LoRA or hooked layers,
+autocast, float64, no gradient, ``train_kernel.enabled = False`` (and the checks keep other
+devices there too).
 """
 
 from __future__ import annotations
@@ -126,7 +134,10 @@ class _Block(torch.autograd.Function):
         lib = _lib()
         d2 = dout.reshape(N, C).contiguous()
         # the MLP: its GELU's gradient is written over dh, which sums c_fc's bias gradient
-        dbp = d2.sum(0) if need[15] else None
+        dbp = None
+        if need[15]:  # as the kernels sum columns (gelu_slope_backward), not torch.sum
+            dbp, work = _t(C, d2), _t(lib.slope_work_floats(N, C), d2)
+            _kernel("column_sums", d2, dbp, work, N, C)
         dwp = mm(d2.t(), a) if need[14] else None
         dh = mm(d2, wp)
         dbf = gelu_slope_backward(dh, slope, need[13])
@@ -158,12 +169,87 @@ class _Block(torch.autograd.Function):
         return tuple(g if n else None for g, n in zip(grads, need))
 
 
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _CppBlock(torch.autograd.Function):
+    """``_Block`` in one C++ call each way (``block_forward`` / ``block_backward``: the same
+    kernels and products in the same order), for the machines whose products are the
+    kernels' ``gemm`` (``train_kernel.products()``). What the backward reads is one buffer."""
+
+    @staticmethod
+    def forward(ctx, x, n_head, eps1, eps2, g1, be1, wa, ba, wo, bo, g2, be2, wf, bf, wp, bp):
+        B, T, C = x.shape
+        F = wf.shape[0]
+        lib, threads = _lib(), torch.get_num_threads()
+        saved = x.new_empty(lib.block_saved_floats(B, T, C, n_head, F))
+        scratch = x.new_empty(lib.block_forward_scratch_floats(B, T, C, n_head, F, threads))
+        out = torch.empty_like(x)
+        params = (g1, be1, wa, ba, wo, bo, g2, be2, wf, bf, wp, bp)
+        with train_kernel.profiled("block_forward"):
+            lib.block_forward(
+                x.data_ptr(), out.data_ptr(), saved.data_ptr(), scratch.data_ptr(),
+                *map(_ptr, params), B, T, C, n_head, F, eps1, eps2, threads,
+            )  # fmt: skip
+        ctx.save_for_backward(x, saved, g1, wa, wo, g2, wf, wp)
+        ctx.n_head = n_head
+        ctx.biases = be1 is not None, ba is not None, bo is not None, be2 is not None
+        ctx.biases_mlp = bf is not None, bp is not None
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout: torch.Tensor):
+        x, saved, g1, wa, wo, g2, wf, wp = ctx.saved_tensors
+        has_be1, has_ba, has_bo, has_be2 = ctx.biases
+        has_bf, has_bp = ctx.biases_mlp
+        need = ctx.needs_input_grad
+        B, T, C = x.shape
+        F = wf.shape[0]
+        lib, threads = _lib(), torch.get_num_threads()
+        dout = dout.contiguous()
+        scratch = x.new_empty(lib.block_backward_scratch_floats(B, T, C, ctx.n_head, F, threads))
+        dx = torch.empty_like(x)
+
+        def grad(wanted: bool, *shape: int) -> torch.Tensor | None:
+            return x.new_empty(shape) if wanted else None
+
+        # The norms' gains and biases and the attention's biases are summed in the passes
+        # that run anyway, so they are written whenever they exist; the weights' products
+        # and the MLP's bias sums run only where wanted.
+        dg1, dbe1, dba = x.new_empty(C), grad(has_be1, C), grad(has_ba, 3 * C)
+        dg2, dbe2, dbo = x.new_empty(C), grad(has_be2, C), grad(has_bo, C)
+        dwa, dwo = grad(need[6], 3 * C, C), grad(need[8], C, C)
+        dwf, dbf = grad(need[12], F, C), grad(has_bf and need[13], F)
+        dwp, dbp = grad(need[14], C, F), grad(has_bp and need[15], C)
+        grads = (dg1, dbe1, dwa, dba, dwo, dbo, dg2, dbe2, dwf, dbf, dwp, dbp)
+        with train_kernel.profiled("block_backward"):
+            lib.block_backward(
+                dout.data_ptr(), x.data_ptr(), saved.data_ptr(), scratch.data_ptr(),
+                dx.data_ptr(), *map(_ptr, (g1, wa, wo, g2, wf, wp)), *map(_ptr, grads),
+                B, T, C, ctx.n_head, F, threads,
+            )  # fmt: skip
+        out = (dx, None, None, None, *grads)
+        return tuple(g if n else None for g, n in zip(out, need))
+
+
+def _weight_and_bias(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A layer's weight and bias (None if it has none), read from its dicts: a module's
+    ``__getattr__`` costs half a microsecond, and a block reads twelve of them a call."""
+    p = m._parameters
+    return p["weight"], p.get("bias", m.__dict__.get("bias"))
+
+
 def block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``blk(x)``'s new residual stream, as one Function. The caller checks ``fits``."""
-    attn, mlp, ln_1, ln_2 = blk.attn, blk.mlp, blk.ln_1, blk.ln_2
-    return _Block.apply(
+    mods = blk._modules
+    attn, mlp, ln_1, ln_2 = mods["attn"], mods["mlp"], mods["ln_1"], mods["ln_2"]
+    a, m = attn._modules, mlp._modules
+    wf, bf = _weight_and_bias(m["c_fc"])
+    one_call = train_kernel.products() == "cpp" and wf.shape[0] % 16 == 0
+    return (_CppBlock if one_call else _Block).apply(
         x.contiguous(), attn.n_head, ln_1.eps, ln_2.eps,
-        ln_1.weight, ln_1.bias, attn.c_attn.weight, attn.c_attn.bias,
-        attn.c_proj.weight, attn.c_proj.bias, ln_2.weight, ln_2.bias,
-        mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias,
+        *_weight_and_bias(ln_1), *_weight_and_bias(a["c_attn"]), *_weight_and_bias(a["c_proj"]),
+        *_weight_and_bias(ln_2), wf, bf, *_weight_and_bias(m["c_proj"]),
     )  # fmt: skip

@@ -663,17 +663,19 @@ float clip_global_norm(float* const* ptrs, const int64_t* sizes, int n, float ma
     return norm;
 }
 
-// dst (cols, rows) = src (rows, cols) transposed, both row-major: a linear layer's weight
-// [out, in] as the row-major [in, out] operand gemm reads (train_kernel.mm_t). rows a
-// multiple of 16; the last cols % 16 columns of src are copied one by one.
+// dst (cols, Rp) = src (rows, cols) transposed, both row-major, Rp = rows rounded up to 16
+// and dst's columns rows .. Rp zeros: a linear layer's weight [out, in] as the row-major
+// [in, out] operand gemm reads (train_kernel.mm_t; the head's, whose rows are the vocabulary,
+// padded to whole vectors). The last cols % 16 columns of src are copied one by one.
 void transpose_matrix(const float* src, float* dst, int64_t rows, int64_t cols, int n_threads) {
-    const int64_t full = cols & ~(int64_t)15;
+    const int64_t full = cols & ~(int64_t)15, Rp = up16((int)rows);
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t r = 0; r < rows; r += 16) {
+        const int n = (int)std::min<int64_t>(16, rows - r);
         for (int64_t c = 0; c < full; c += 16)
-            transpose16(src + r * cols + c, cols, 16, dst + c * rows + r, rows);
+            transpose16(src + r * cols + c, cols, n, dst + c * Rp + r, Rp);
         for (int64_t c = full; c < cols; c++)
-            for (int64_t i = r; i < r + 16; i++) dst[c * rows + i] = src[i * cols + c];
+            for (int i = 0; i < 16; i++) dst[c * Rp + r + i] = i < n ? src[(r + i) * cols + c] : 0.0f;
     }
 }
 
@@ -716,6 +718,271 @@ void gemm(int M, int N, int K, const float* A, int64_t ars, int64_t acs, const f
             }
         }
     }
+}
+
+}  // extern "C"
+
+// -- the two ends of a GPT (train_ends.py): the embedding, and the head's loss ------------
+
+extern "C" {
+
+// out (B T, C) = wte[idx] + wpe[t] for position t of each row (wpe may be null), the sum
+// GPT._embed makes. Returns -1, or the first position whose id is outside [0, V) (then
+// nothing is written).
+int64_t embedding_forward(const int64_t* idx, const float* wte, const float* wpe, float* out,
+                          int64_t B, int64_t T, int64_t C, int64_t V, int n_threads) {
+    for (int64_t n = 0; n < B * T; n++)
+        if (idx[n] < 0 || idx[n] >= V) return n;
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t n = 0; n < B * T; n++) {
+        const float* e = wte + idx[n] * C;
+        float* o = out + n * C;
+        if (wpe) {
+            const float* p = wpe + (n % T) * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) o[c] = e[c] + p[c];
+        } else {
+            std::memcpy(o, e, C * sizeof(float));
+        }
+    }
+    return -1;
+}
+
+// The gradients of embedding_forward for dx (B T, C): dwte (V, C) sums the rows of dx by
+// their id; dwpe (P, C), unless null, sums them by position (rows T .. P are zeros). Threads
+// take 16 columns at a time and each element sums its rows in order, so the result does not
+// depend on the thread count.
+void embedding_backward(const int64_t* idx, const float* dx, float* dwte, float* dwpe,
+                        int64_t B, int64_t T, int64_t C, int64_t V, int64_t P, int n_threads) {
+    const int64_t strips = (C + 15) / 16;
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t s = 0; s < strips; s++) {
+        const int64_t c0 = 16 * s, w = std::min<int64_t>(16, C - c0);
+        for (int64_t v = 0; v < V; v++) std::memset(dwte + v * C + c0, 0, w * sizeof(float));
+        if (dwpe)
+            for (int64_t t = 0; t < P; t++) std::memset(dwpe + t * C + c0, 0, w * sizeof(float));
+        for (int64_t n = 0; n < B * T; n++) {
+            const float* d = dx + n * C + c0;
+            float* e = dwte + idx[n] * C + c0;
+            float* p = dwpe ? dwpe + (n % T) * C + c0 : nullptr;
+            if (w == 16) {
+                const v16 v = load16(d);
+                store16(e, load16(e) + v);
+                if (p) store16(p, load16(p) + v);
+            } else {
+                for (int64_t c = 0; c < w; c++) {
+                    e[c] += d[c];
+                    if (p) p[c] += d[c];
+                }
+            }
+        }
+    }
+}
+
+// The loss: log-softmax cross-entropy of logits (N, ld), row r's V logits followed by
+// padding (ld a multiple of 16, at least V; the padding is read and left out). For every
+// row, lse[r] = log sum_j exp(logit_j) (on whole vectors, the padding masked), out (N, V)
+// gets the row's V logits (the compact copy the model returns) and losses[r] = lse[r] -
+// logit[target] where targets[r] != ignore, else 0. Returns the sum of the losses, in
+// double and in row order, and the rows counted in *count; a target outside [0, V) that is
+// not ignore stops it first: *count = -1 - that row, and nothing is written.
+double cross_entropy_forward(const float* logits, int64_t ld, const int64_t* targets,
+                             float* out, float* lse, float* losses, int64_t N, int64_t V,
+                             int64_t ignore, int64_t* count, int n_threads) {
+    for (int64_t r = 0; r < N; r++)
+        if (targets[r] != ignore && (targets[r] < 0 || targets[r] >= V)) {
+            *count = -1 - r;
+            return 0.0;
+        }
+    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const v16 none = splat16(-INFINITY);
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < N; r++) {
+        const float* x = logits + r * ld;
+        v16 top = none;
+        for (int64_t c = 0; c < V; c += 16) {
+            const v16 v = load16(x + c);
+            top = lane + (int)c < (int)V ? (v > top ? v : top) : top;
+        }
+        const float m = hmax(top);
+        v16 sum{};
+        for (int64_t c = 0; c < V; c += 16) {
+            const v16 e = exp16(load16(x + c) - m);
+            sum += lane + (int)c < (int)V ? e : v16{};
+        }
+        lse[r] = m + std::log(hsum(sum));
+        std::memcpy(out + r * V, x, V * sizeof(float));
+        losses[r] = targets[r] == ignore ? 0.0f : lse[r] - x[targets[r]];
+    }
+    double total = 0.0;
+    int64_t counted = 0;
+    for (int64_t r = 0; r < N; r++) {
+        total += losses[r];
+        counted += targets[r] != ignore;
+    }
+    *count = counted;
+    return total;
+}
+
+// Its gradient: dlogits (N, ld) = (softmax(row) - onehot(target)) scale for counted rows
+// and 0 for ignored ones, plus dout (N, V) where not null (a gradient that reached the
+// logits themselves); the padding columns get zeros.
+void cross_entropy_backward(const float* logits, int64_t ld, const int64_t* targets,
+                            const float* lse, const float* dout, float scale, float* dlogits,
+                            int64_t N, int64_t V, int64_t ignore, int n_threads) {
+    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < N; r++) {
+        const float* x = logits + r * ld;
+        float* d = dlogits + r * ld;
+        const bool counted = targets[r] != ignore;
+        const v16 s = splat16(counted ? scale : 0.0f), l = splat16(lse[r]);
+        for (int64_t c = 0; c < ld; c += 16) {
+            const v16 p = exp16(load16(x + c) - l) * s;
+            store16(d + c, lane + (int)c < (int)V ? p : v16{});
+        }
+        if (counted) d[targets[r]] -= scale;
+        if (dout)
+            for (int64_t c = 0; c < V; c++) d[c] += dout[r * V + c];
+    }
+}
+
+}  // extern "C"
+
+// -- a whole block, forward and backward, in one call each (train_block.py) ---------------
+//
+// The sequence train_block._Block runs from Python, kernel for kernel and product for
+// product (so the same bits), for the machines whose products are gemm's: a small model's
+// block is 13 calls forward and 17 backward, each with its tensors to allocate and its
+// pointers to pass, and Python between them runs slower than alone, its caches evicted by
+// the kernels. C = H * D and F (the MLP's width) are multiples of 16.
+
+namespace {
+
+// The tensors the forward keeps for the backward, carved from one buffer (block_saved_floats):
+// the arrays of a (B T) x width first, then the four per-row ones.
+struct BlockSaved {
+    float *qkv, *y, *P, *h1, *x1, *h2, *slope, *a, *mean1, *rstd1, *mean2, *rstd2;
+    BlockSaved(float* s, int64_t B, int64_t T, int64_t C, int64_t H, int64_t F) {
+        const int64_t N = B * T;
+        qkv = s, y = qkv + 3 * N * C, P = y + N * C, h1 = P + B * H * T * up16((int)T);
+        x1 = h1 + N * C, h2 = x1 + N * C, slope = h2 + N * C, a = slope + N * F;
+        mean1 = a + N * F, rstd1 = mean1 + N, mean2 = rstd1 + N, rstd2 = mean2 + N;
+    }
+};
+
+}  // namespace
+
+extern "C" {
+
+// out (cols) = the column sums of x (rows, cols), over blocks of SUM_ROWS rows and then the
+// blocks in order, as gelu_slope_backward sums (work: slope_work_floats(rows, cols)).
+void column_sums(const float* x, float* out, float* work, int64_t rows, int64_t cols,
+                 int n_threads) {
+    const int64_t blocks = (rows + SUM_ROWS - 1) / SUM_ROWS;
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            float* part = work + b * cols;
+            std::memset(part, 0, cols * sizeof(float));
+            for (int64_t r = b * SUM_ROWS; r < std::min(rows, (b + 1) * SUM_ROWS); r++) {
+                const float* xr = x + r * cols;
+#pragma omp simd
+                for (int64_t c = 0; c < cols; c++) part[c] += xr[c];
+            }
+        }
+#pragma omp for simd schedule(static)
+        for (int64_t c = 0; c < cols; c++) {
+            float sum = 0.0f;
+            for (int64_t b = 0; b < blocks; b++) sum += work[b * cols + c];
+            out[c] = sum;
+        }
+    }
+}
+
+int64_t block_saved_floats(int64_t B, int64_t T, int64_t C, int64_t H, int64_t F) {
+    const int64_t N = B * T;  // qkv, y, P, h1, x1, h2, slope, a; mean1, rstd1, mean2, rstd2
+    return 3 * N * C + N * C + B * H * T * up16((int)T) + 3 * N * C + 2 * N * F + 4 * N;
+}
+
+// The forward's scratch: the four weights transposed, and the attention's work.
+int64_t block_forward_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H, int64_t F,
+                                     int n_threads) {
+    (void)B;
+    return 4 * C * C + 2 * C * F + n_threads * attention_work_floats((int)T, (int)(C / H));
+}
+
+// out (B T, C) = the block of x (B T, C); saved gets what block_backward reads.
+void block_forward(const float* x, float* out, float* saved, float* scratch, const float* g1,
+                   const float* be1, const float* wa, const float* ba, const float* wo,
+                   const float* bo, const float* g2, const float* be2, const float* wf,
+                   const float* bf, const float* wp, const float* bp, int B, int T, int C,
+                   int H, int F, float eps1, float eps2, int n_threads) {
+    const int64_t N = (int64_t)B * T;
+    const BlockSaved s(saved, B, T, C, H, F);
+    float *wat = scratch, *wot = wat + 3 * (int64_t)C * C, *wft = wot + (int64_t)C * C;
+    float *wpt = wft + (int64_t)C * F, *work = wpt + (int64_t)F * C;
+    float* xf = const_cast<float*>(x);  // read only: no residual is added to it
+    layer_norm_forward(xf, nullptr, nullptr, g1, be1, s.h1, s.mean1, s.rstd1, N, C, eps1,
+                       n_threads);
+    transpose_matrix(wa, wat, 3 * C, C, n_threads);
+    gemm(N, 3 * C, C, s.h1, C, 1, wat, 3 * C, s.qkv, 3 * C, n_threads);
+    attention_forward(s.qkv, ba, s.y, s.P, work, B, T, H, C / H, n_threads);
+    transpose_matrix(wo, wot, C, C, n_threads);
+    gemm(N, C, C, s.y, C, 1, wot, C, s.x1, C, n_threads);
+    layer_norm_forward(s.x1, x, bo, g2, be2, s.h2, s.mean2, s.rstd2, N, C, eps2, n_threads);
+    transpose_matrix(wf, wft, F, C, n_threads);
+    gemm(N, F, C, s.h2, C, 1, wft, F, s.slope, F, n_threads);
+    gelu_forward_slope(s.slope, bf, s.a, N, F, n_threads);
+    transpose_matrix(wp, wpt, C, F, n_threads);
+    gemm(N, C, F, s.a, F, 1, wpt, C, out, C, n_threads);
+    residual_add(out, s.x1, bp, N, C, n_threads);
+}
+
+// The backward's scratch: the gradients inside the block, and the kernels' work.
+int64_t block_backward_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H, int64_t F,
+                                      int n_threads) {
+    const int64_t N = B * T;
+    return N * F + 6 * N * C + layer_norm_work_floats(N, C) +
+           slope_work_floats(N, std::max(C, F)) + n_threads * attention_work_floats((int)T, (int)(C / H)) + 3 * B * C;
+}
+
+// The gradients of block_forward for dout (B T, C): dx (B T, C), and every parameter's
+// gradient that is not null (the layer norms' gains always; the biases where the block has
+// them, which the kernels sum in the same passes).
+void block_backward(const float* dout, const float* x, const float* saved, float* scratch,
+                    float* dx, const float* g1, const float* wa, const float* wo,
+                    const float* g2, const float* wf, const float* wp, float* dg1, float* dbe1,
+                    float* dwa, float* dba, float* dwo, float* dbo, float* dg2, float* dbe2,
+                    float* dwf, float* dbf, float* dwp, float* dbp, int B, int T, int C, int H,
+                    int F, int n_threads) {
+    const int64_t N = (int64_t)B * T;
+    const BlockSaved s(const_cast<float*>(saved), B, T, C, H, F);
+    float *dh = scratch, *dh2 = dh + N * F, *dx1 = dh2 + N * C, *dy = dx1 + N * C;
+    float *dqkv = dy + N * C, *lwork = dqkv + 3 * N * C;
+    float* swork = lwork + layer_norm_work_floats(N, C);
+    float* awork = swork + slope_work_floats(N, std::max(C, F));
+    float* partial = awork + n_threads * attention_work_floats(T, C / H);
+    // the MLP: c_proj's bias gradient is dout's column sums (as gelu_slope_backward sums
+    // them, with a slope of ones: the same blocks of rows in the same order)
+    if (dbp) column_sums(dout, dbp, swork, N, C, n_threads);
+    if (dwp) gemm(C, F, N, dout, 1, C, s.a, F, dwp, F, n_threads);
+    gemm(N, F, C, dout, C, 1, wp, F, dh, F, n_threads);
+    gelu_slope_backward(dh, s.slope, dbf, swork, N, F, n_threads);
+    if (dwf) gemm(F, C, N, dh, 1, F, s.h2, C, dwf, C, n_threads);
+    gemm(N, C, F, dh, F, 1, wf, C, dh2, C, n_threads);
+    layer_norm_backward(dh2, s.x1, s.mean2, s.rstd2, g2, dout, dx1, dg2, dbe2, dbo, lwork, N,
+                        C, n_threads);
+    // attention, then ln_1 with the residual's gradient dx1 that went around it
+    if (dwo) gemm(C, C, N, dx1, 1, C, s.y, C, dwo, C, n_threads);
+    gemm(N, C, C, dx1, C, 1, wo, C, dy, C, n_threads);
+    attention_backward(s.qkv, s.y, s.P, dy, dqkv, dba, partial, awork, B, T, H, C / H,
+                       n_threads);
+    if (dwa) gemm(3 * C, C, N, dqkv, 1, 3 * C, s.h1, C, dwa, C, n_threads);
+    gemm(N, C, 3 * C, dqkv, 3 * C, 1, wa, C, dx, C, n_threads);
+    layer_norm_backward(dx, x, s.mean1, s.rstd1, g1, dx1, dx, dg1, dbe1, nullptr, lwork, N, C,
+                        n_threads);
 }
 
 }  // extern "C"

@@ -17,7 +17,9 @@ activations. The kernels share those passes:
   keeps the GELU's slope, so that the backward is one product that also sums the bias
   gradient. Alone (``gelu``, e.g. after a LoRA layer), the forward is PyTorch's ``F.gelu``
   and the backward evaluates one exponential where PyTorch's evaluates erf and exp.
-* **Layer norm and residual adds**, for the whole block of ``train_block.py``.
+* **Layer norm, residual adds and column sums**, for the whole block of ``train_block.py``,
+  which also runs in one call each way (``block_forward``, ``block_backward``).
+* **The embedding and the cross-entropy**, the two ends of a GPT (``train_ends.py``).
 * **The gradient clip** (``clip_grad_norm``): the global norm in one pass and the scaling
   in a second, for the Trainer's step.
 * **The matrix products** of the Functions here and of ``train_block.py`` (``mm``,
@@ -26,12 +28,13 @@ activations. The kernels share those passes:
   twice as fast on a Zen 5 (``products``); ``mm_t``'s weight transposed by
   ``transposed``.
 
-``CausalSelfAttention``, ``MLP``, ``ffn.GELU`` and ``Block`` call them when training a
-float32 model on a CPU (``wants``, ``linear_fits``, ``train_block.fits``), outside
-``torch.compile``, with the library built; everything else (inference, other devices and
-dtypes, masks, caches, RoPE, dropout, LoRA or hooked layers, autocast) stays on PyTorch's
-path, which remains the reference: ``tests/models/test_train_kernel.py`` and
-``tests/models/test_train_block.py`` hold the two equal in values and gradients. Set
+``CausalSelfAttention``, ``MLP``, ``ffn.GELU``, ``Block`` and ``GPT`` call them when
+training a float32 model on a CPU (``wants``, ``linear_fits``, ``train_block.fits``,
+``train_ends.embed_fits`` / ``head_fits``), outside ``torch.compile``, with the library
+built; everything else (inference, other devices and dtypes, masks, caches, RoPE, dropout,
+LoRA or hooked layers, autocast, label smoothing) stays on PyTorch's path, which remains
+the reference: ``tests/models/test_train_kernel.py``, ``test_train_block.py`` and
+``test_train_ends.py`` hold the two equal in values and gradients. Set
 ``train_kernel.enabled = False`` to train on PyTorch's path anyway (the ``scratchllm torch
 ops`` row of ``bench_train_throughput.py``).
 
@@ -82,6 +85,16 @@ _SIGNATURES = {
     "clip_global_norm": ([_p, _p, _i, _f, _p, _i], _f),
     "gemm": ([_i, _i, _i, _p, _i64, _i64, _p, _i64, _p, _i64, _i], None),
     "transpose_matrix": ([_p, _p, _i64, _i64, _i], None),
+    "embedding_forward": ([_p] * 4 + [_i64] * 4 + [_i], _i64),
+    "embedding_backward": ([_p] * 4 + [_i64] * 5 + [_i], None),
+    "cross_entropy_forward": ([_p, _i64] + [_p] * 4 + [_i64] * 3 + [_p, _i], ctypes.c_double),
+    "cross_entropy_backward": ([_p, _i64, _p, _p, _p, _f, _p, _i64, _i64, _i64, _i], None),
+    "column_sums": ([_p] * 3 + [_i64, _i64, _i], None),
+    "block_saved_floats": ([_i64] * 5, _i64),
+    "block_forward_scratch_floats": ([_i64] * 5 + [_i], _i64),
+    "block_backward_scratch_floats": ([_i64] * 5 + [_i], _i64),
+    "block_forward": ([_p] * 16 + [_i] * 5 + [_f, _f, _i], None),
+    "block_backward": ([_p] * 23 + [_i] * 6, None),
 }
 
 
@@ -150,17 +163,15 @@ def _machine_products() -> str:
 
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for 2-D float32 CPU matrices: ``gemm`` where ``products()`` is ``"cpp"``
-    and it takes them (``b`` row-major with a multiple of 16 columns; ``a`` row-major or
-    the transpose of a row-major matrix), else ``torch.mm``."""
+    and it takes them (``b`` row-major with a multiple of 16 columns; ``a`` with rows or
+    columns of stride 1: row-major, a slice of a row-major matrix's columns, or the
+    transpose of either), else ``torch.mm``."""
     M, K = a.shape
     N = b.shape[1]
     if products() != "cpp" or N % 16 or not b.is_contiguous() or b.dtype is not torch.float32:
         return a @ b
-    if a.is_contiguous():
-        ars, acs = K, 1
-    elif a.t().is_contiguous():
-        ars, acs = 1, M
-    else:
+    ars, acs = a.stride()
+    if not (acs == 1 or ars == 1) or a.dtype is not torch.float32:
         return a @ b
     out = b.new_empty(M, N)
     with profiled("matmul"):
@@ -182,9 +193,11 @@ def transposed(w: torch.Tensor) -> torch.Tensor:
 
 
 def _transpose(w: torch.Tensor) -> torch.Tensor:
-    """``transposed`` for a caller that has checked ``w`` itself (``mm_t``, every forward)."""
+    """``transposed`` for a caller that has checked ``w`` itself (``mm_t``, every forward),
+    except that ``w``'s rows need not be a multiple of 16: the copy's columns are then
+    padded with zeros to the next one (``[in, out rounded up to 16]``)."""
     rows, cols = w.shape
-    out = w.new_empty(cols, rows)
+    out = w.new_empty(cols, -(-rows // 16) * 16)
     _kernel("transpose_matrix", w, out, rows, cols)
     return out
 
