@@ -266,8 +266,12 @@ def test_a_gpt_trains_on_the_kernels_with_pytorchs_loss_and_gradients(products):
     model = gpt().train()
     idx = torch.randint(0, 37, (3, 41))
     ran = kernel_events(lambda: loss_and_grads(model, idx))
-    if products == "cpp":  # each block in one call each way (train_block._CppBlock)
-        blocks = {"scratchllm::block_forward", "scratchllm::block_backward"}
+    if products == "cpp":  # the whole model as one Function (train_gpt), each block in one
+        # call each way
+        blocks = {
+            "scratchllm::gpt_forward", "scratchllm::gpt_backward",
+            "scratchllm::block_forward", "scratchllm::block_backward",
+        }  # fmt: skip
     else:
         blocks = {
             "scratchllm::attention_forward", "scratchllm::attention_backward",

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from scratchllm.configs.models import GPTConfig
-from scratchllm.models import train_ends
+from scratchllm.models import train_ends, train_gpt
 from scratchllm.models.base import LanguageModel, lm_loss, register
 from scratchllm.models.gpt_decode import build_plan, decode_token
 from scratchllm.models.layers.attention import ATTENTION_IMPLS
@@ -164,8 +164,12 @@ class GPT(LanguageModel):
                 raise ValueError(f"documents must be (B, T) = {(B, T)}, without attention_mask")
             mask, positions = document_attention(documents.to(idx.device))
 
-        # Training on a CPU, the two ends run as Functions on the C++ kernels where
-        # train_ends takes them, as the blocks do where train_block does.
+        # Training on a CPU: the whole model as one Function on the C++ kernels where
+        # train_gpt takes it; else its two ends as Functions where train_ends takes them,
+        # and the blocks where train_block does.
+        whole = train_gpt.run(self, idx, targets, loss_mask, positions)
+        if whole is not None:
+            return whole
         if train_ends.embed_fits(self, idx, positions):
             x = train_ends.embed(self, idx)
         else:

@@ -102,23 +102,30 @@ def embed_fits(model: nn.Module, idx: torch.Tensor, positions) -> bool:
     )
 
 
+def embedding_forward(
+    idx: torch.Tensor, wte: torch.Tensor, wpe: torch.Tensor, out: torch.Tensor
+) -> None:
+    """``out [B, T, C] = wte[idx] + wpe[:T]``; an id outside the table raises IndexError."""
+    B, T = idx.shape
+    V, C = wte.shape
+    with train_kernel.profiled("embedding_forward"):
+        bad = _lib().embedding_forward(
+            idx.data_ptr(), wte.data_ptr(), wpe.data_ptr(), out.data_ptr(), B, T, C, V,
+            torch.get_num_threads(),
+        )  # fmt: skip
+    if bad >= 0:
+        raise IndexError(
+            f"token id {int(idx.view(-1)[bad])} at row {bad // T}, position {bad % T} is "
+            f"outside the token table's {V} rows (ids 0 .. {V - 1}): check the tokenizer "
+            f"against the model's vocab_size"
+        )
+
+
 class _Embed(torch.autograd.Function):
     @staticmethod
     def forward(ctx, idx: torch.Tensor, wte: torch.Tensor, wpe: torch.Tensor) -> torch.Tensor:
-        B, T = idx.shape
-        V, C = wte.shape
-        out = wte.new_empty(B, T, C)
-        with train_kernel.profiled("embedding_forward"):
-            bad = _lib().embedding_forward(
-                idx.data_ptr(), wte.data_ptr(), wpe.data_ptr(), out.data_ptr(), B, T, C, V,
-                torch.get_num_threads(),
-            )  # fmt: skip
-        if bad >= 0:
-            raise IndexError(
-                f"token id {int(idx.view(-1)[bad])} at row {bad // T}, position {bad % T} is "
-                f"outside the token table's {V} rows (ids 0 .. {V - 1}): check the tokenizer "
-                f"against the model's vocab_size"
-            )
+        out = wte.new_empty(*idx.shape, wte.shape[1])
+        embedding_forward(idx, wte, wpe, out)
         ctx.save_for_backward(idx)
         ctx.tables = wte.shape, wpe.shape
         return out
@@ -175,36 +182,59 @@ def head_fits(
     )
 
 
+def cross_entropy(padded: torch.Tensor, targets: torch.Tensor, V: int):
+    """The loss over the head's ``padded`` logits ``[N, V rounded up to 16]``: ``(logits
+    [B, T, V], the mean loss, each row's log-sum-exp, the rows counted)``. A target
+    outside the vocabulary raises IndexError."""
+    B, T = targets.shape
+    N = B * T
+    logits, lse, losses = padded.new_empty(B, T, V), padded.new_empty(N), padded.new_empty(N)
+    count = ctypes.c_int64()
+    with train_kernel.profiled("cross_entropy_forward"):
+        total = _lib().cross_entropy_forward(
+            padded.data_ptr(), padded.shape[1], targets.data_ptr(), logits.data_ptr(),
+            lse.data_ptr(), losses.data_ptr(), N, V, IGNORE_INDEX, ctypes.addressof(count),
+            torch.get_num_threads(),
+        )  # fmt: skip
+    counted = count.value
+    if counted < 0:
+        row = -1 - counted
+        raise IndexError(
+            f"target {int(targets.view(-1)[row])} at row {row // T}, position {row % T} "
+            f"is outside the vocabulary (0 .. {V - 1}, or {IGNORE_INDEX} to leave it out)"
+        )
+    loss = torch.tensor(total / counted if counted else float("nan"), dtype=padded.dtype)
+    return logits, loss, lse, counted
+
+
+def cross_entropy_backward(padded, targets, lse, dlogits, dloss, V: int, counted: int):
+    """The gradient of ``cross_entropy``'s logits in the padded layout (zeros past V), from
+    the loss's gradient ``dloss`` and the logits' own ``dlogits`` (either may be None)."""
+    N, Vp = padded.shape
+    scale = float(dloss) / counted if dloss is not None and counted else 0.0
+    if dlogits is not None:
+        dlogits = dlogits.reshape(N, V).contiguous()
+    dpad = torch.empty_like(padded)
+    _kernel(
+        "cross_entropy_backward", padded, Vp, targets, lse, dlogits, scale, dpad, N, V,
+        IGNORE_INDEX,
+    )  # fmt: skip
+    return dpad
+
+
 class _HeadLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, g, b, w, targets, eps):
         B, T, C = x.shape
-        V = w.shape[0]
         N = B * T
         xf = x.reshape(N, C)
         h, mean, rstd = torch.empty_like(xf), xf.new_empty(N), xf.new_empty(N)
         _kernel("layer_norm_forward", xf, None, None, g, b, h, mean, rstd, N, C, eps)
         padded = mm(h, _transpose(w))  # (N, V rounded up to 16): zeros past V
-        logits, lse, losses = x.new_empty(B, T, V), xf.new_empty(N), xf.new_empty(N)
-        count = ctypes.c_int64()
-        with train_kernel.profiled("cross_entropy_forward"):
-            total = _lib().cross_entropy_forward(
-                padded.data_ptr(), padded.shape[1], targets.data_ptr(), logits.data_ptr(),
-                lse.data_ptr(), losses.data_ptr(), N, V, IGNORE_INDEX, ctypes.addressof(count),
-                torch.get_num_threads(),
-            )  # fmt: skip
-        counted = count.value
-        if counted < 0:
-            row = -1 - counted
-            raise IndexError(
-                f"target {int(targets.view(-1)[row])} at row {row // T}, position {row % T} "
-                f"is outside the vocabulary (0 .. {V - 1}, or {IGNORE_INDEX} to leave it out)"
-            )
+        logits, loss, lse, ctx.counted = cross_entropy(padded, targets, w.shape[0])
         ctx.save_for_backward(xf, mean, rstd, h, padded, lse, targets, g, w)
-        ctx.counted = counted
         ctx.has_bias = b is not None
         ctx.set_materialize_grads(False)
-        loss = torch.tensor(total / counted if counted else float("nan"), dtype=x.dtype)
         return logits, loss
 
     @staticmethod
@@ -212,17 +242,9 @@ class _HeadLoss(torch.autograd.Function):
     def backward(ctx, dlogits, dloss):
         xf, mean, rstd, h, padded, lse, targets, g, w = ctx.saved_tensors
         need_x, need_g, need_b, need_w = ctx.needs_input_grad[:4]
-        N, Vp = padded.shape
-        V, C = w.shape
-        counted = ctx.counted
-        scale = float(dloss) / counted if dloss is not None and counted else 0.0
-        if dlogits is not None:
-            dlogits = dlogits.reshape(N, V).contiguous()
-        dpad = torch.empty_like(padded)
-        _kernel(
-            "cross_entropy_backward", padded, Vp, targets, lse, dlogits, scale, dpad, N, V,
-            IGNORE_INDEX,
-        )  # fmt: skip
+        N, C = xf.shape
+        V = w.shape[0]
+        dpad = cross_entropy_backward(padded, targets, lse, dlogits, dloss, V, ctx.counted)
         d = dpad[:, :V]
         dw = mm(d.t(), h) if need_w else None
         dx = dg = db = None
@@ -234,9 +256,8 @@ class _HeadLoss(torch.autograd.Function):
             _kernel(
                 "layer_norm_backward", dh, xf, mean, rstd, g, None, dx, dg, db, None, work, N, C
             )
-        shape = (N // targets.shape[1], targets.shape[1], C)
         return (
-            dx.view(shape) if need_x else None,
+            dx.view(*targets.shape, C) if need_x else None,
             dg if need_g else None,
             db if need_b else None,
             dw,
