@@ -46,11 +46,12 @@ labelled column ``MFU+attn`` also counts causal self-attention's score and mix m
 (PaLM's appendix B: 12 * n_layer * n_embd * T FLOPs per token for forward + backward,
 no causal discount), which 6N leaves out and which cost a seventh of the step at T 256.
 
-``--breakdown`` profiles our step (where its time goes, and the MFU it would reach if the
-matrix products alone took time), then replays the step's matrix products with nothing else
-running: in the step's order, their operands coming from memory as in the step, and each
-repeated at once, in cache; with the machine's copy bandwidth in and beyond the cache, it
-shows how much of the products' time is memory.
+``--breakdown`` profiles our step, with its kernels called one by one from Python (the same
+bits, ``train_block.one_call = False``, so that each is a profiler range: where its time
+goes, and the MFU it would reach if the matrix products alone took time), then replays the
+step's matrix products with nothing else running: in the step's order, their operands coming
+from memory as in the step, and each repeated at once, in cache; with the machine's copy
+bandwidth in and beyond the cache, it shows how much of the products' time is memory.
 
 ``--levers`` times the pieces of the update around forward/backward side by side on
 the small model's own parameters and gradients: our AdamW (what ``configure_optimizer``
@@ -240,12 +241,20 @@ def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float) -> None:
     (``matmul only``), or everything but attention did (``matmul + attention``)."""
     from torch.profiler import ProfilerActivity, profile
 
+    from scratchllm.models import train_block
+
     for chunk in batches[:2]:
         step(chunk)
     peak = matmul_peak(repeats=3)  # the machine's speed now, beside the profiled steps
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for chunk in batches[2:]:
-            step(chunk)
+    # The kernels one by one from Python (train_block.one_call off: the same bits), so that
+    # each product and kernel is a profiler range; in one call a block is one range.
+    train_block.one_call = False
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for chunk in batches[2:]:
+                step(chunk)
+    finally:
+        train_block.one_call = True
     groups = {"matmul": 0.0, "attention": 0.0, "activation": 0.0, "other": 0.0}
     total = 0.0
     for event in prof.key_averages():
@@ -261,7 +270,7 @@ def breakdown(step, batches: list[torch.Tensor], flops_per_iter: float) -> None:
         else:
             groups["other"] += us
     iters = len(batches) - 2
-    print("  where our step's time goes (profiled, self CPU time):")
+    print("  where our step's time goes (profiled, self CPU time; the kernels called one by one):")
     for name, us in groups.items():
         print(f"    {name:<11} {us / iters / 1e3:8.1f} ms/iter {us / total:6.1%}")
     mm = groups["matmul"] / iters / 1e6

@@ -53,6 +53,12 @@ from scratchllm.models.train_kernel import (
     mm_t,
 )
 
+# False: a block's kernels are called one by one from Python even where they could run as
+# one C++ call (``_CppBlock``), and no GPT runs as one Function (``train_gpt``): the same
+# bits, with each kernel and product its own profiler range (``bench_train_throughput.py
+# --breakdown``).
+one_call = True
+
 
 def _has_hooks(block: nn.Module) -> bool:
     """Whether a module inside the block has a hook its own call would run. (The modules read
@@ -247,8 +253,8 @@ def block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     attn, mlp, ln_1, ln_2 = mods["attn"], mods["mlp"], mods["ln_1"], mods["ln_2"]
     a, m = attn._modules, mlp._modules
     wf, bf = _weight_and_bias(m["c_fc"])
-    one_call = train_kernel.products() == "cpp" and wf.shape[0] % 16 == 0
-    return (_CppBlock if one_call else _Block).apply(
+    in_one = one_call and train_kernel.products() == "cpp" and wf.shape[0] % 16 == 0
+    return (_CppBlock if in_one else _Block).apply(
         x.contiguous(), attn.n_head, ln_1.eps, ln_2.eps,
         *_weight_and_bias(ln_1), *_weight_and_bias(a["c_attn"]), *_weight_and_bias(a["c_proj"]),
         *_weight_and_bias(ln_2), wf, bf, *_weight_and_bias(m["c_proj"]),

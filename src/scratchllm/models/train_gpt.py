@@ -45,7 +45,12 @@ def _block_params(blk: nn.Module) -> list[torch.Tensor | None]:
 def _arguments(model: nn.Module, idx, targets, loss_mask, positions) -> tuple | None:
     """``_GPT.apply``'s arguments for ``model(idx, targets, loss_mask)``, or None where the
     model or the call does not fit (module doc)."""
-    if targets is None or train_kernel.products() != "cpp" or model.config.ffn != "mlp":
+    if (
+        targets is None
+        or not train_block.one_call
+        or train_kernel.products() != "cpp"
+        or model.config.ffn != "mlp"
+    ):
         return None
     if not train_ends.embed_fits(model, idx, positions):
         return None

@@ -101,25 +101,30 @@ class TrainStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         A = len(micro_batches)
+        if A == 0:
+            raise ValueError("a step needs at least one micro-batch")
         counts = self._token_counts(micro_batches)  # None: equal counts, 1 / A each
         loss_fn = self.loss_fn or forward_loss
-        step_loss = torch.zeros((), device=self.device)
+        step_loss = None
         for i, batch in enumerate(micro_batches):
             last = i == A - 1
             no_sync = self.forward_model.no_sync() if self.ddp and not last else None
             with no_sync or contextlib.nullcontext():
                 with autocast(self.device, self.amp_dtype), label_smoothing(cfg.label_smoothing):
                     loss = loss_fn(self.forward_model, batch)
-                if counts is None:
-                    (loss / A).backward()
-                    step_loss = step_loss + loss.detach()
+                if counts is None:  # (one micro-batch: loss / 1 and its node are the loss)
+                    (loss / A if A > 1 else loss).backward()
+                    part = loss.detach()
                 else:  # n_i / N (W n_i / N under DDP), in the loss's precision
                     n, total, scale = counts
                     weight = n[i].to(loss.dtype) * scale / total.to(loss.dtype)
                     (loss * weight).backward()
-                    step_loss = step_loss + loss.detach() * weight
+                    part = loss.detach() * weight
+                step_loss = part if step_loss is None else step_loss + part
         norm = self._update()
-        return (step_loss / A if counts is None else step_loss), norm
+        if counts is None and A > 1:
+            step_loss = step_loss / A
+        return step_loss, norm
 
     def _token_counts(
         self, micro_batches: Sequence[MicroBatch]
