@@ -37,6 +37,8 @@ devices there too).
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -179,26 +181,38 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+SAVED, FORWARD_SCRATCH = 12, 5  # block_array_floats' arrays: saved, then each scratch
+
+
+def addresses(ptrs) -> ctypes.Array:
+    """Addresses as the C array of pointers a block's one call takes."""
+    return (ctypes.c_void_p * len(ptrs))(*ptrs)
+
+
 class _CppBlock(torch.autograd.Function):
     """``_Block`` in one C++ call each way (``block_forward`` / ``block_backward``: the same
     kernels and products in the same order), for the machines whose products are the
-    kernels' ``gemm`` (``train_kernel.products()``). What the backward reads is one buffer."""
+    kernels' ``gemm`` (``train_kernel.products()``). What the backward reads is a few
+    chunks (``train_kernel.packed``)."""
 
     @staticmethod
     def forward(ctx, x, n_head, eps1, eps2, g1, be1, wa, ba, wo, bo, g2, be2, wf, bf, wp, bp):
         B, T, C = x.shape
         F = wf.shape[0]
         lib, threads = _lib(), torch.get_num_threads()
-        saved = x.new_empty(lib.block_saved_floats(B, T, C, n_head, F))
-        scratch = x.new_empty(lib.block_forward_scratch_floats(B, T, C, n_head, F, threads))
+        sizes = train_kernel.block_arrays(B, T, C, n_head, F, threads)
+        saved, saved_at = train_kernel.packed(x, sizes[:SAVED])
+        scratch, scratch_at = train_kernel.packed(x, sizes[SAVED : SAVED + FORWARD_SCRATCH])
         out = torch.empty_like(x)
         params = (g1, be1, wa, ba, wo, bo, g2, be2, wf, bf, wp, bp)
         with train_kernel.profiled("block_forward"):
             lib.block_forward(
-                x.data_ptr(), out.data_ptr(), saved.data_ptr(), scratch.data_ptr(),
+                x.data_ptr(), out.data_ptr(), addresses(saved_at), addresses(scratch_at),
                 *map(_ptr, params), B, T, C, n_head, F, eps1, eps2, threads,
             )  # fmt: skip
-        ctx.save_for_backward(x, saved, g1, wa, wo, g2, wf, wp)
+        del scratch
+        ctx.save_for_backward(x, g1, wa, wo, g2, wf, wp, *saved)
+        ctx.saved_at = saved_at
         ctx.n_head = n_head
         ctx.biases = be1 is not None, ba is not None, bo is not None, be2 is not None
         ctx.biases_mlp = bf is not None, bp is not None
@@ -207,7 +221,7 @@ class _CppBlock(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout: torch.Tensor):
-        x, saved, g1, wa, wo, g2, wf, wp = ctx.saved_tensors
+        x, g1, wa, wo, g2, wf, wp, *_ = ctx.saved_tensors  # (the rest: the saved chunks)
         has_be1, has_ba, has_bo, has_be2 = ctx.biases
         has_bf, has_bp = ctx.biases_mlp
         need = ctx.needs_input_grad
@@ -215,7 +229,8 @@ class _CppBlock(torch.autograd.Function):
         F = wf.shape[0]
         lib, threads = _lib(), torch.get_num_threads()
         dout = dout.contiguous()
-        scratch = x.new_empty(lib.block_backward_scratch_floats(B, T, C, ctx.n_head, F, threads))
+        sizes = train_kernel.block_arrays(B, T, C, ctx.n_head, F, threads)
+        scratch, scratch_at = train_kernel.packed(x, sizes[SAVED + FORWARD_SCRATCH :])
         dx = torch.empty_like(x)
 
         def grad(wanted: bool, *shape: int) -> torch.Tensor | None:
@@ -232,7 +247,7 @@ class _CppBlock(torch.autograd.Function):
         grads = (dg1, dbe1, dwa, dba, dwo, dbo, dg2, dbe2, dwf, dbf, dwp, dbp)
         with train_kernel.profiled("block_backward"):
             lib.block_backward(
-                dout.data_ptr(), x.data_ptr(), saved.data_ptr(), scratch.data_ptr(),
+                dout.data_ptr(), x.data_ptr(), addresses(ctx.saved_at), addresses(scratch_at),
                 dx.data_ptr(), *map(_ptr, (g1, wa, wo, g2, wf, wp)), *map(_ptr, grads),
                 B, T, C, ctx.n_head, F, threads,
             )  # fmt: skip

@@ -22,13 +22,12 @@ parameter trainable and no hook on a block; anything else runs the parts one by 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from scratchllm.models import train_block, train_ends, train_kernel
+from scratchllm.models.train_block import FORWARD_SCRATCH, SAVED, addresses
 from scratchllm.models.train_kernel import _kernel, _lib, _transpose, mm
 
 IGNORE_INDEX = train_ends.IGNORE_INDEX
@@ -116,17 +115,21 @@ class _GPT(torch.autograd.Function):
         V, C = wte.shape
         N = B * T
         lib, threads = _lib(), torch.get_num_threads()
-        xs = wte.new_empty(n_layer + 1, B, T, C)  # each block's input, then the last output
-        saved = wte.new_empty(n_layer, lib.block_saved_floats(B, T, C, n_head, F))
-        scratch = wte.new_empty(lib.block_forward_scratch_floats(B, T, C, n_head, F, threads))
-        train_ends.embedding_forward(idx, wte, wpe, xs)
+        # each block's input, then the last output; what every block keeps; one scratch
+        xs = train_kernel.packed_tensors(wte, [(B, T, C)] * (n_layer + 1))
+        sizes = train_kernel.block_arrays(B, T, C, n_head, F, threads)
+        saved, saved_at = train_kernel.packed(wte, sizes[:SAVED] * n_layer)
+        scratch, scratch_at = train_kernel.packed(wte, sizes[SAVED : SAVED + FORWARD_SCRATCH])
+        scratch_at = addresses(scratch_at)
+        train_ends.embedding_forward(idx, wte, wpe, xs[0])
         ptrs = [_ptr(t) for t in blocks]
         with train_kernel.profiled("block_forward"):
             for i in range(n_layer):
                 lib.block_forward(
-                    xs[i].data_ptr(), xs[i + 1].data_ptr(), saved[i].data_ptr(),
-                    scratch.data_ptr(), *ptrs[12 * i : 12 * i + 12], B, T, C, n_head, F,
-                    epsilons[2 * i], epsilons[2 * i + 1], threads,
+                    xs[i].data_ptr(), xs[i + 1].data_ptr(),
+                    addresses(saved_at[SAVED * i : SAVED * (i + 1)]), scratch_at,
+                    *ptrs[12 * i : 12 * i + 12], B, T, C, n_head, F, epsilons[2 * i],
+                    epsilons[2 * i + 1], threads,
                 )  # fmt: skip
         del scratch
         last = xs[n_layer].view(N, C)
@@ -135,29 +138,27 @@ class _GPT(torch.autograd.Function):
         padded = mm(h, _transpose(w_head))  # (N, V rounded up to 16): zeros past V
         logits, loss, lse, counted = train_ends.cross_entropy(padded, targets, V)
         ctx.save_for_backward(
-            idx, targets, xs, saved, h, mean, rstd, padded, lse, wte, wpe, g_f, w_head, *blocks
+            idx, targets, h, mean, rstd, padded, lse, wte, wpe, g_f, w_head, *blocks, *xs, *saved
         )
         ctx.shape, ctx.counted, ctx.has_bias = shape, counted, b_f is not None
+        ctx.saved_at = saved_at
         ctx.set_materialize_grads(False)
         return logits, loss
 
     @staticmethod
     def _backward(ctx, dlogits, dloss):
-        (idx, targets, xs, saved, h, mean, rstd, padded, lse,
-         wte, wpe, g_f, w_head, *blocks) = ctx.saved_tensors  # fmt: skip
         n_layer, n_head, F = ctx.shape
+        (idx, targets, h, mean, rstd, padded, lse, wte, wpe, g_f, w_head,
+         *rest) = ctx.saved_tensors  # fmt: skip
+        blocks, xs = rest[: 12 * n_layer], rest[12 * n_layer : 13 * n_layer + 1]
         B, T = idx.shape
         V, C = wte.shape
         N = B * T
         lib, threads = _lib(), torch.get_num_threads()
-        # every gradient but the head's in one array, each parameter's a view of it
+        # every gradient but the head's in a few chunks, each parameter's a view of one
         shapes = [wte.shape, wpe.shape, g_f.shape, g_f.shape if ctx.has_bias else None]
         shapes += [None if t is None else t.shape for t in blocks]
-        sizes = [0 if s is None else math.prod(s) for s in shapes]
-        views = wte.new_empty(sum(sizes)).split(sizes)
-        dwte, dwpe, dg_f, db_f, *dblocks = (
-            None if s is None else v.view(s) for v, s in zip(views, shapes)
-        )
+        dwte, dwpe, dg_f, db_f, *dblocks = train_kernel.packed_tensors(wte, shapes)
         # the loss, the head and ln_f
         dpad = train_ends.cross_entropy_backward(
             padded, targets, lse, dlogits, dloss, V, ctx.counted
@@ -173,14 +174,18 @@ class _GPT(torch.autograd.Function):
             work, N, C,
         )  # fmt: skip
         # the blocks, the last first, each gradient of its input the next one's dout
-        scratch = dh.new_empty(lib.block_backward_scratch_floats(B, T, C, n_head, F, threads))
+        sizes = train_kernel.block_arrays(B, T, C, n_head, F, threads)
+        scratch, scratch_at = train_kernel.packed(dh, sizes[SAVED + FORWARD_SCRATCH :])
+        scratch_at = addresses(scratch_at)
+        saved_at = ctx.saved_at
         weights = [_ptr(t) for t in blocks]
         grads = [_ptr(t) for t in dblocks]
         with train_kernel.profiled("block_backward"):
             for i in reversed(range(n_layer)):
                 w, g = weights[12 * i : 12 * i + 12], grads[12 * i : 12 * i + 12]
                 lib.block_backward(
-                    dout.data_ptr(), xs[i].data_ptr(), saved[i].data_ptr(), scratch.data_ptr(),
+                    dout.data_ptr(), xs[i].data_ptr(),
+                    addresses(saved_at[SAVED * i : SAVED * (i + 1)]), scratch_at,
                     dx.data_ptr(), *w[0:12:2], *g, B, T, C, n_head, F, threads,
                 )  # fmt: skip
                 dx, dout = dout, dx

@@ -859,16 +859,18 @@ void cross_entropy_backward(const float* logits, int64_t ld, const int64_t* targ
 
 namespace {
 
-// The tensors the forward keeps for the backward, carved from one buffer (block_saved_floats):
-// the arrays of a (B T) x width first, then the four per-row ones.
+// The arrays of a block's forward and backward, as block_array_floats lists them: the 12
+// the forward keeps for the backward, the forward's scratch (the four weights transposed, the
+// attention's work) and the backward's (the gradients inside the block, the kernels' work).
+// Python allocates them (in chunks glibc keeps for reuse: one buffer for all of a larger
+// block's would be past its mmap threshold and fault in again every step).
+enum { SAVED = 12, FORWARD_SCRATCH = 5, BACKWARD_SCRATCH = 9 };
+
 struct BlockSaved {
     float *qkv, *y, *P, *h1, *x1, *h2, *slope, *a, *mean1, *rstd1, *mean2, *rstd2;
-    BlockSaved(float* s, int64_t B, int64_t T, int64_t C, int64_t H, int64_t F) {
-        const int64_t N = B * T;
-        qkv = s, y = qkv + 3 * N * C, P = y + N * C, h1 = P + B * H * T * up16((int)T);
-        x1 = h1 + N * C, h2 = x1 + N * C, slope = h2 + N * C, a = slope + N * F;
-        mean1 = a + N * F, rstd1 = mean1 + N, mean2 = rstd1 + N, rstd2 = mean2 + N;
-    }
+    explicit BlockSaved(float* const* s)
+        : qkv(s[0]), y(s[1]), P(s[2]), h1(s[3]), x1(s[4]), h2(s[5]), slope(s[6]), a(s[7]),
+          mean1(s[8]), rstd1(s[9]), mean2(s[10]), rstd2(s[11]) {}
 };
 
 }  // namespace
@@ -901,28 +903,34 @@ void column_sums(const float* x, float* out, float* work, int64_t rows, int64_t 
     }
 }
 
-int64_t block_saved_floats(int64_t B, int64_t T, int64_t C, int64_t H, int64_t F) {
-    const int64_t N = B * T;  // qkv, y, P, h1, x1, h2, slope, a; mean1, rstd1, mean2, rstd2
-    return 3 * N * C + N * C + B * H * T * up16((int)T) + 3 * N * C + 2 * N * F + 4 * N;
-}
-
-// The forward's scratch: the four weights transposed, and the attention's work.
-int64_t block_forward_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H, int64_t F,
-                                     int n_threads) {
-    (void)B;
-    return 4 * C * C + 2 * C * F + n_threads * attention_work_floats((int)T, (int)(C / H));
+// sizes (SAVED + FORWARD_SCRATCH + BACKWARD_SCRATCH) = each array's floats, in the order
+// BlockSaved, block_forward's scratch and block_backward's take them. Returns their count.
+int block_array_floats(int64_t B, int64_t T, int64_t C, int64_t H, int64_t F, int n_threads,
+                       int64_t* sizes) {
+    const int64_t N = B * T, work = n_threads * attention_work_floats((int)T, (int)(C / H));
+    const int64_t all[] = {
+        3 * N * C, N * C, B * H * T * up16((int)T), N * C, N * C, N * C, N * F, N * F,
+        N, N, N, N,                                          // saved
+        3 * C * C, C * C, F * C, C * F, work,                // forward: wat, wot, wft, wpt
+        N * F, N * C, N * C, N * C, 3 * N * C,               // backward: dh, dh2, dx1, dy, dqkv
+        layer_norm_work_floats(N, C), slope_work_floats(N, std::max(C, F)), work, 3 * B * C,
+    };
+    const int n = SAVED + FORWARD_SCRATCH + BACKWARD_SCRATCH;
+    static_assert(sizeof all / sizeof all[0] == n, "every array listed");
+    std::memcpy(sizes, all, sizeof all);
+    return n;
 }
 
 // out (B T, C) = the block of x (B T, C); saved gets what block_backward reads.
-void block_forward(const float* x, float* out, float* saved, float* scratch, const float* g1,
-                   const float* be1, const float* wa, const float* ba, const float* wo,
-                   const float* bo, const float* g2, const float* be2, const float* wf,
-                   const float* bf, const float* wp, const float* bp, int B, int T, int C,
-                   int H, int F, float eps1, float eps2, int n_threads) {
+void block_forward(const float* x, float* out, float* const* saved, float* const* scratch,
+                   const float* g1, const float* be1, const float* wa, const float* ba,
+                   const float* wo, const float* bo, const float* g2, const float* be2,
+                   const float* wf, const float* bf, const float* wp, const float* bp, int B,
+                   int T, int C, int H, int F, float eps1, float eps2, int n_threads) {
     const int64_t N = (int64_t)B * T;
-    const BlockSaved s(saved, B, T, C, H, F);
-    float *wat = scratch, *wot = wat + 3 * (int64_t)C * C, *wft = wot + (int64_t)C * C;
-    float *wpt = wft + (int64_t)C * F, *work = wpt + (int64_t)F * C;
+    const BlockSaved s(saved);
+    float *wat = scratch[0], *wot = scratch[1], *wft = scratch[2], *wpt = scratch[3];
+    float* work = scratch[4];
     float* xf = const_cast<float*>(x);  // read only: no residual is added to it
     layer_norm_forward(xf, nullptr, nullptr, g1, be1, s.h1, s.mean1, s.rstd1, N, C, eps1,
                        n_threads);
@@ -940,30 +948,20 @@ void block_forward(const float* x, float* out, float* saved, float* scratch, con
     residual_add(out, s.x1, bp, N, C, n_threads);
 }
 
-// The backward's scratch: the gradients inside the block, and the kernels' work.
-int64_t block_backward_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H, int64_t F,
-                                      int n_threads) {
-    const int64_t N = B * T;
-    return N * F + 6 * N * C + layer_norm_work_floats(N, C) +
-           slope_work_floats(N, std::max(C, F)) + n_threads * attention_work_floats((int)T, (int)(C / H)) + 3 * B * C;
-}
-
 // The gradients of block_forward for dout (B T, C): dx (B T, C), and every parameter's
 // gradient that is not null (the layer norms' gains always; the biases where the block has
 // them, which the kernels sum in the same passes).
-void block_backward(const float* dout, const float* x, const float* saved, float* scratch,
-                    float* dx, const float* g1, const float* wa, const float* wo,
-                    const float* g2, const float* wf, const float* wp, float* dg1, float* dbe1,
-                    float* dwa, float* dba, float* dwo, float* dbo, float* dg2, float* dbe2,
-                    float* dwf, float* dbf, float* dwp, float* dbp, int B, int T, int C, int H,
-                    int F, int n_threads) {
+void block_backward(const float* dout, const float* x, float* const* saved,
+                    float* const* scratch, float* dx, const float* g1, const float* wa,
+                    const float* wo, const float* g2, const float* wf, const float* wp,
+                    float* dg1, float* dbe1, float* dwa, float* dba, float* dwo, float* dbo,
+                    float* dg2, float* dbe2, float* dwf, float* dbf, float* dwp, float* dbp,
+                    int B, int T, int C, int H, int F, int n_threads) {
     const int64_t N = (int64_t)B * T;
-    const BlockSaved s(const_cast<float*>(saved), B, T, C, H, F);
-    float *dh = scratch, *dh2 = dh + N * F, *dx1 = dh2 + N * C, *dy = dx1 + N * C;
-    float *dqkv = dy + N * C, *lwork = dqkv + 3 * N * C;
-    float* swork = lwork + layer_norm_work_floats(N, C);
-    float* awork = swork + slope_work_floats(N, std::max(C, F));
-    float* partial = awork + n_threads * attention_work_floats(T, C / H);
+    const BlockSaved s(saved);
+    float *dh = scratch[0], *dh2 = scratch[1], *dx1 = scratch[2], *dy = scratch[3];
+    float *dqkv = scratch[4], *lwork = scratch[5], *swork = scratch[6], *awork = scratch[7];
+    float* partial = scratch[8];
     // the MLP: c_proj's bias gradient is dout's column sums (as gelu_slope_backward sums
     // them, with a slope of ones: the same blocks of rows in the same order)
     if (dbp) column_sums(dout, dbp, swork, N, C, n_threads);

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 from pathlib import Path
 
 import torch
@@ -90,9 +91,7 @@ _SIGNATURES = {
     "cross_entropy_forward": ([_p, _i64] + [_p] * 4 + [_i64] * 3 + [_p, _i], ctypes.c_double),
     "cross_entropy_backward": ([_p, _i64, _p, _p, _p, _f, _p, _i64, _i64, _i64, _i], None),
     "column_sums": ([_p] * 3 + [_i64, _i64, _i], None),
-    "block_saved_floats": ([_i64] * 5, _i64),
-    "block_forward_scratch_floats": ([_i64] * 5 + [_i], _i64),
-    "block_backward_scratch_floats": ([_i64] * 5 + [_i], _i64),
+    "block_array_floats": ([_i64] * 5 + [_i, _p], ctypes.c_int),
     "block_forward": ([_p] * 16 + [_i] * 5 + [_f, _f, _i], None),
     "block_backward": ([_p] * 23 + [_i] * 6, None),
 }
@@ -209,6 +208,63 @@ def mm_t(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         fits = w.is_contiguous() and w.dtype is torch.float32
         return mm(x, _transpose(w) if fits else w.t().contiguous())
     return x @ w.t()
+
+
+# glibc serves an allocation of 32 MB or more (its largest mmap threshold, which
+# scratchllm.memory sets) with an mmap of its own, which faults in page by page every time:
+# the kernels' buffers are packed into chunks well under it, which it keeps for reuse.
+CHUNK_FLOATS = (16 << 20) // 4
+
+
+def _plan(sizes) -> list[list[tuple[int, int]]]:
+    """Arrays of ``sizes`` floats laid out in chunks of at most ``CHUNK_FLOATS`` (one array
+    larger than that alone), in order, each on 16 floats: per chunk, ``(array, offset)``."""
+    chunks: list[list[tuple[int, int]]] = []
+    used = CHUNK_FLOATS + 1
+    for i, n in enumerate(sizes):
+        if not n:
+            continue
+        if used + n > CHUNK_FLOATS:
+            chunks.append([])
+            used = 0
+        chunks[-1].append((i, used))
+        used += -(-n // 16) * 16
+    return chunks
+
+
+def packed(like: torch.Tensor, sizes) -> tuple[list[torch.Tensor], list[int]]:
+    """Float32 arrays of ``sizes`` elements in chunks (``_plan``) on ``like``'s device:
+    ``(the chunks, each array's address)``, 0 for an empty array."""
+    chunks, addresses = [], [0] * len(sizes)
+    for plan in _plan(sizes):
+        last, off = plan[-1]
+        chunk = like.new_empty(off + sizes[last], dtype=torch.float32)
+        base = chunk.data_ptr()
+        for i, off in plan:
+            addresses[i] = base + 4 * off
+        chunks.append(chunk)
+    return chunks, addresses
+
+
+def packed_tensors(like: torch.Tensor, shapes) -> list[torch.Tensor | None]:
+    """Float32 tensors of ``shapes`` (None: none), views of chunks laid out as ``packed``'s."""
+    sizes = [0 if s is None else math.prod(s) for s in shapes]
+    out: list[torch.Tensor | None] = [None] * len(shapes)
+    for plan in _plan(sizes):
+        last, end = plan[-1]
+        chunk = like.new_empty(end + sizes[last], dtype=torch.float32)
+        for i, off in plan:
+            out[i] = chunk[off : off + sizes[i]].view(shapes[i])
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def block_arrays(B: int, T: int, C: int, H: int, F: int, threads: int) -> tuple[int, ...]:
+    """The floats of each array a block's one C++ call uses (``block_array_floats``): its
+    12 saved arrays, the forward's 5 and the backward's 9 of scratch."""
+    sizes = (ctypes.c_int64 * 32)()
+    n = _lib().block_array_floats(B, T, C, H, F, threads, sizes)
+    return tuple(sizes[:n])
 
 
 def _row_stride(T: int) -> int:
