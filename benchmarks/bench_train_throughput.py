@@ -57,16 +57,19 @@ bandwidth in and beyond the cache, it shows how much of the products' time is me
 the small model's own parameters and gradients: our AdamW (what ``configure_optimizer``
 picks: one C++ call per group) vs PyTorch's fused vs foreach vs the per-parameter
 for-loop, and the gradient clip foreach vs loop.
-``--kernels`` times the fused layers against the PyTorch ops they replace, on the config's
-shapes, forward + backward: ``c_attn`` with attention, and the MLP. ``--fixed-cost`` times
-every step on one row of 16 tokens, where what is left is the cost a step pays whatever
-its batch.
+``--from-python`` adds a row for our step with its kernels called one by one from Python
+(``train_block.one_call = False``, the same bits), as the step ran before each block became
+one C++ call and the whole model one Function. ``--kernels`` times the fused layers against
+the PyTorch ops they replace, on the config's shapes, forward + backward: ``c_attn`` with
+attention, and the MLP. ``--fixed-cost`` times every step on one row of 16 tokens, where
+what is left is the cost a step pays whatever its batch.
 
     python benchmarks/bench_train_throughput.py            # small and baby
     python benchmarks/bench_train_throughput.py --quick    # small only
     python benchmarks/bench_train_throughput.py --breakdown  # + where our step's time goes
     python benchmarks/bench_train_throughput.py --quick --levers  # + optimizer / clip variants
     python benchmarks/bench_train_throughput.py --kernels  # + the C++ kernels vs PyTorch's ops
+    python benchmarks/bench_train_throughput.py --quick --from-python  # + kernels from Python
     python benchmarks/bench_train_throughput.py --quick --fixed-cost  # + steps on 1 x 16 tokens
     python benchmarks/bench_train_throughput.py --quick --compile  # + ours under torch.compile
 """
@@ -185,6 +188,22 @@ def ours_step_fn(L: int, H: int, C: int, T: int, B: int, act: str, compile: bool
         train(chunk[:, :-1], chunk[:, 1:])
 
     return model, step
+
+
+def from_python(step):
+    """``step`` with the kernels called one by one from Python (``train_block.one_call =
+    False``: each block from Python, no whole-model Function; the same bits), as before
+    2026-12-08."""
+    from scratchllm.models import train_block
+
+    def run(chunk: torch.Tensor) -> None:
+        train_block.one_call = False
+        try:
+            step(chunk)
+        finally:
+            train_block.one_call = True
+
+    return run
 
 
 def torch_ops(step):
@@ -529,6 +548,11 @@ def main() -> None:
         help="also time the C++ training kernels against the PyTorch ops they replace",
     )  # fmt: skip
     parser.add_argument(
+        "--from-python", action="store_true",
+        help="add a row for our step with its kernels called one by one from Python "
+        "(train_block.one_call = False: no block in one C++ call, no whole-model Function)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fixed-cost", action="store_true",
         help="also time each step on one row of 16 tokens: the cost that does not shrink with "
         "the batch",
@@ -555,7 +579,7 @@ def main() -> None:
     print(f"glibc keeps freed memory for reuse (both): {'yes' if kept else 'no'}\n")
     names = ["small"] if args.quick else ["small", "baby"]
     header = (
-        f"{'config':<6} {'impl':<20} {'params':>11} {'ms/iter':>9} {'tok/s':>8} "
+        f"{'config':<6} {'impl':<22} {'params':>11} {'ms/iter':>9} {'tok/s':>8} "
         f"{'MFU':>6} {'MFU+attn':>8} {'vs HF':>6}"
     )
     print(header)
@@ -568,6 +592,8 @@ def main() -> None:
         assert n_hf == n_ours, f"parameter counts differ: HF {n_hf}, ours {n_ours}"
         batches = make_batches(T, B, warmup + iters)
         steps = {"HF": hf_step, "scratchllm": our_step}
+        if args.from_python:
+            steps["scratchllm from Python"] = from_python(our_step)
         if not args.no_torch_ops:
             steps["scratchllm torch ops"] = torch_ops(our_step)
         if args.compile:
@@ -583,7 +609,7 @@ def main() -> None:
             mfu = 6 * n_ours * B * T * t["speed"]  # FLOPs per iteration / (s x peak)
             mfu_attn = (6 * n_ours + 12 * L * C * T) * B * T * t["speed"]
             print(
-                f"{name:<6} {impl:<20} {n_ours:>11,} {t['seconds'] * 1e3:>9.1f} "
+                f"{name:<6} {impl:<22} {n_ours:>11,} {t['seconds'] * 1e3:>9.1f} "
                 f"{B * T / t['seconds']:>8,.0f} {mfu:>6.1%} {mfu_attn:>8.1%} "
                 f"{t['vs_first']:>5.2f}x"
             )

@@ -25,7 +25,10 @@ def bench_commands() -> list[list[str]]:
 def test_the_page_shows_each_flag_of_the_benchmark():
     flags = {arg for command in bench_commands() for arg in command if arg.startswith("--")}
     assert {command[1] for command in bench_commands()} == {SCRIPT}
-    shown = {"--breakdown", "--compile", "--hf-act", "--levers", "--kernels", "--fixed-cost"}
+    shown = {
+        "--breakdown", "--compile", "--hf-act", "--levers", "--kernels", "--fixed-cost",
+        "--from-python",
+    }  # fmt: skip
     assert shown <= flags
 
 
@@ -37,10 +40,10 @@ def test_the_benchmark_command_runs_quick(command):
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    rows = {line[7:27].strip() for line in out.splitlines() if line.startswith("small ")}
+    rows = {line[7:29].strip() for line in out.splitlines() if line.startswith("small ")}
     assert rows == {"HF", "scratchllm", "scratchllm torch ops"} | (
         {"scratchllm compiled"} if "--compile" in command else set()
-    ), out
+    ) | ({"scratchllm from Python"} if "--from-python" in command else set()), out
     assert not any(line.startswith("baby ") for line in out.splitlines())  # --quick
     hf_act = command[command.index("--hf-act") + 1] if "--hf-act" in command else "gelu"
     assert f"activation: ours gelu, HF {hf_act}\n" in out
