@@ -178,3 +178,20 @@ def test_every_other_model_or_call_runs_the_parts(case, make, monkeypatch):
     assert "scratchllm::gpt_forward" not in ran(call), case
     monkeypatch.setattr(train_kernel, "matmul_impl", "cpp")
     assert "scratchllm::gpt_forward" in ran(lambda: gpt()(x, y)[1].backward())  # the control
+
+
+def test_buffers_come_in_chunks_glibc_keeps_for_reuse():
+    """``train_kernel.packed``: arrays in order, each on 64 bytes, none overlapping, in
+    chunks of at most CHUNK_FLOATS unless one array alone is larger."""
+    cap = train_kernel.CHUNK_FLOATS
+    sizes = [5, 0, cap // 2, cap // 2, 17, 3 * cap, 1]
+    chunks, addresses = train_kernel.packed(torch.empty(1), sizes)
+    assert addresses[1] == 0  # an empty array
+    spans = sorted((a, a + 4 * n) for a, n in zip(addresses, sizes) if n)
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+    assert all(a % 64 == 0 for a, _ in spans)
+    assert sorted(c.numel() for c in chunks) == sorted([cap // 2 + 16, cap // 2 + 17, 3 * cap, 1])
+    shapes = [(5,), None, (3, 7), (40, 3)]
+    tensors = train_kernel.packed_tensors(torch.empty(1), shapes)
+    assert [None if t is None else tuple(t.shape) for t in tensors] == shapes
+    assert all(t is None or t.is_contiguous() for t in tensors)
