@@ -190,20 +190,26 @@ def ours_step_fn(L: int, H: int, C: int, T: int, B: int, act: str, compile: bool
     return model, step
 
 
+def _switched_off(step, module, flag: str):
+    """``step`` with ``module.flag`` False while it runs (and True again after)."""
+
+    def run(chunk: torch.Tensor) -> None:
+        setattr(module, flag, False)
+        try:
+            step(chunk)
+        finally:
+            setattr(module, flag, True)
+
+    return run
+
+
 def from_python(step):
     """``step`` with the kernels called one by one from Python (``train_block.one_call =
     False``: each block from Python, no whole-model Function; the same bits), as before
     2026-12-08."""
     from scratchllm.models import train_block
 
-    def run(chunk: torch.Tensor) -> None:
-        train_block.one_call = False
-        try:
-            step(chunk)
-        finally:
-            train_block.one_call = True
-
-    return run
+    return _switched_off(step, train_block, "one_call")
 
 
 def torch_ops(step):
@@ -211,14 +217,7 @@ def torch_ops(step):
     model on the same PyTorch kernels as HF's."""
     from scratchllm.models import train_kernel
 
-    def run(chunk: torch.Tensor) -> None:
-        train_kernel.enabled = False
-        try:
-            step(chunk)
-        finally:
-            train_kernel.enabled = True
-
-    return run
+    return _switched_off(step, train_kernel, "enabled")
 
 
 def time_rounds(

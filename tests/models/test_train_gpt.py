@@ -195,3 +195,23 @@ def test_buffers_come_in_chunks_glibc_keeps_for_reuse():
     tensors = train_kernel.packed_tensors(torch.empty(1), shapes)
     assert [None if t is None else tuple(t.shape) for t in tensors] == shapes
     assert all(t is None or t.is_contiguous() for t in tensors)
+
+
+def test_blocks_of_different_widths_run_the_parts():
+    """One block with another MLP width: the one Function takes blocks of one shape only."""
+    from scratchllm.models.layers.ffn import MLP
+
+    model = gpt(ffn_hidden=64)
+    torch.manual_seed(1)
+    model.transformer.h[1].mlp = MLP(32, 96, "gelu", True, 0.0)
+    idx, targets = torch.randint(0, 37, (2, 12)), torch.randint(0, 37, (2, 12))
+    assert not train_gpt.fits(model, idx, targets, None, slice(0, 12))
+    loss, _, grads = step(model, idx, targets, whole=True)
+    train_kernel.enabled = False
+    try:
+        ref, _, ref_grads = step(model, idx, targets, whole=False)
+    finally:
+        train_kernel.enabled = True
+    torch.testing.assert_close(loss, ref, atol=1e-6, rtol=1e-6)
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], atol=1e-5, rtol=1e-4)

@@ -170,6 +170,8 @@ def head_fits(
     return (
         x.dim() == 3
         and x.dtype is torch.float32
+        and w.dim() == 2
+        and w.shape[1] == x.shape[2] == g.shape[0]
         and head._parameters["bias"] is None
         and targets.dtype is torch.int64
         and targets.shape == x.shape[:2]

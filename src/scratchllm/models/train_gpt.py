@@ -9,15 +9,16 @@ bookkeeping, slower right after the kernels evict its caches: six Functions and 
 nodes, four module calls and their checks, a few dozen tensors to allocate. Here the
 same kernels run in the same order from one Function (``embedding_forward``, each block's
 ``block_forward``, ``layer_norm_forward``, the head's product, ``cross_entropy_forward``,
-and back), on buffers allocated once a step: the blocks' inputs side by side, what all
-the blocks keep for the backward in one array, and every gradient in one array of which
-each parameter's is a view. So values and gradients are those of the parts, bit for bit
+and back), on buffers allocated once a step in a few chunks (``train_kernel.packed``):
+the blocks' inputs, what all the blocks keep for the backward, and every gradient but the
+head's, each parameter's a view. So values and gradients are those of the parts, bit for bit
 (``tests/models/test_train_gpt.py``), and through them PyTorch's path's to float32
 rounding.
 
 It takes a model whose parts all fit (``train_ends.embed_fits`` / ``head_fits``,
-``train_block.fits`` for every block, the MLP's width a multiple of 16), with every
-parameter trainable and no hook on a block; anything else runs the parts one by one.
+``train_block.fits`` for every block, the MLP's width a multiple of 16), its blocks all of
+one shape, with every parameter trainable and no hook on a block; anything else runs the
+parts one by one.
 """
 
 from __future__ import annotations
@@ -61,16 +62,25 @@ def _arguments(model: nn.Module, idx, targets, loss_mask, positions) -> tuple | 
     x = wte.as_strided((B, T, wte.shape[1]), (0, 0, 1))
     if not train_ends.head_fits(model, x, targets, loss_mask):
         return None
-    tensors = []
+    tensors: list[torch.Tensor | None] = []
+    n_head = t.h[0]._modules["attn"].n_head
     for blk in t.h:
         if (
             blk._forward_hooks or blk._forward_pre_hooks
             or blk._backward_hooks or blk._backward_pre_hooks
+            or blk._modules["attn"].n_head != n_head
             or not train_block.fits(blk, x)
         ):  # fmt: skip
             return None
         tensors += _block_params(blk)
-    F = tensors[8].shape[0]  # the first block's c_fc rows
+    first = [None if p is None else p.shape for p in tensors[:12]]
+    if first[0] != (wte.shape[1],) or any(
+        (p is None) != (f is None) or (p is not None and p.shape != f)
+        for i, p in enumerate(tensors)
+        for f in (first[i % 12],)
+    ):
+        return None  # blocks of other widths than the embedding's or than each other
+    F = first[8][0]  # c_fc's rows
     ends = (wte, t.wpe.weight, t.ln_f.weight, t.ln_f.bias, model.lm_head.weight)
     if F % 16 or not all(
         p is None or (p.requires_grad and p.is_contiguous()) for p in (*ends, *tensors)
@@ -79,7 +89,7 @@ def _arguments(model: nn.Module, idx, targets, loss_mask, positions) -> tuple | 
     if loss_mask is not None:
         targets = targets.masked_fill(~loss_mask.bool(), IGNORE_INDEX)
     epsilons = [eps for blk in t.h for eps in (blk.ln_1.eps, blk.ln_2.eps)] + [t.ln_f.eps]
-    shape = (len(t.h), t.h[0].attn.n_head, F)
+    shape = (len(t.h), n_head, F)
     return (idx.contiguous(), targets.contiguous(), shape, epsilons, *ends, *tensors)
 
 

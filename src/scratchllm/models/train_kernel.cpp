@@ -447,10 +447,14 @@ int64_t slope_work_floats(int64_t rows, int64_t cols) {
     return (rows + SUM_ROWS - 1) / SUM_ROWS * cols;
 }
 
-// dy (rows, cols) *= slope in place; bias_grad (cols) = its column sums unless null; work
-// holds slope_work_floats(rows, cols) floats.
-void gelu_slope_backward(float* dy, const float* slope, float* bias_grad, float* work,
-                         int64_t rows, int64_t cols, int n_threads) {
+}  // extern "C"
+
+// out (cols) = the column sums of x (rows, cols), unless null; with SCALE, x *= slope first,
+// in place, in the same pass. The sums run over blocks of SUM_ROWS rows, then the blocks in
+// order (work: slope_work_floats(rows, cols)), so they do not depend on the thread count.
+template <bool SCALE>
+static void column_sums_of(float* x, const float* slope, float* out, float* work,
+                           int64_t rows, int64_t cols, int n_threads) {
     const int64_t blocks = (rows + SUM_ROWS - 1) / SUM_ROWS;
 #pragma omp parallel num_threads(n_threads)
     {
@@ -459,24 +463,40 @@ void gelu_slope_backward(float* dy, const float* slope, float* bias_grad, float*
             float* part = work + b * cols;
             std::memset(part, 0, cols * sizeof(float));
             for (int64_t r = b * SUM_ROWS; r < std::min(rows, (b + 1) * SUM_ROWS); r++) {
-                float* d = dy + r * cols;
-                const float* s = slope + r * cols;
+                float* d = x + r * cols;
+                const float* s = SCALE ? slope + r * cols : nullptr;
 #pragma omp simd
                 for (int64_t c = 0; c < cols; c++) {
-                    d[c] *= s[c];
+                    if (SCALE) d[c] *= s[c];
                     part[c] += d[c];
                 }
             }
         }
-        if (bias_grad) {  // the implicit barrier above: every block's sums are written
+        if (out) {  // the implicit barrier above: every block's sums are written
 #pragma omp for simd schedule(static)
             for (int64_t c = 0; c < cols; c++) {
                 float sum = 0.0f;
                 for (int64_t b = 0; b < blocks; b++) sum += work[b * cols + c];
-                bias_grad[c] = sum;
+                out[c] = sum;
             }
         }
     }
+}
+
+extern "C" {
+
+// dy (rows, cols) *= slope in place; bias_grad (cols) = its column sums unless null; work
+// holds slope_work_floats(rows, cols) floats.
+void gelu_slope_backward(float* dy, const float* slope, float* bias_grad, float* work,
+                         int64_t rows, int64_t cols, int n_threads) {
+    column_sums_of<true>(dy, slope, bias_grad, work, rows, cols, n_threads);
+}
+
+// out (cols) = the column sums of x (rows, cols), as gelu_slope_backward sums them (work:
+// slope_work_floats(rows, cols)): c_proj's bias gradient in the block's backward.
+void column_sums(const float* x, float* out, float* work, int64_t rows, int64_t cols,
+                 int n_threads) {
+    column_sums_of<false>(const_cast<float*>(x), nullptr, out, work, rows, cols, n_threads);
 }
 
 // -- the block's layer norms and residual adds (train_block.py) --------------------------
@@ -876,32 +896,6 @@ struct BlockSaved {
 }  // namespace
 
 extern "C" {
-
-// out (cols) = the column sums of x (rows, cols), over blocks of SUM_ROWS rows and then the
-// blocks in order, as gelu_slope_backward sums (work: slope_work_floats(rows, cols)).
-void column_sums(const float* x, float* out, float* work, int64_t rows, int64_t cols,
-                 int n_threads) {
-    const int64_t blocks = (rows + SUM_ROWS - 1) / SUM_ROWS;
-#pragma omp parallel num_threads(n_threads)
-    {
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < blocks; b++) {
-            float* part = work + b * cols;
-            std::memset(part, 0, cols * sizeof(float));
-            for (int64_t r = b * SUM_ROWS; r < std::min(rows, (b + 1) * SUM_ROWS); r++) {
-                const float* xr = x + r * cols;
-#pragma omp simd
-                for (int64_t c = 0; c < cols; c++) part[c] += xr[c];
-            }
-        }
-#pragma omp for simd schedule(static)
-        for (int64_t c = 0; c < cols; c++) {
-            float sum = 0.0f;
-            for (int64_t b = 0; b < blocks; b++) sum += work[b * cols + c];
-            out[c] = sum;
-        }
-    }
-}
 
 // sizes (SAVED + FORWARD_SCRATCH + BACKWARD_SCRATCH) = each array's floats, in the order
 // BlockSaved, block_forward's scratch and block_backward's take them. Returns their count.

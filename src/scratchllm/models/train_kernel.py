@@ -167,7 +167,13 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     transpose of either), else ``torch.mm``."""
     M, K = a.shape
     N = b.shape[1]
-    if products() != "cpp" or N % 16 or not b.is_contiguous() or b.dtype is not torch.float32:
+    if (
+        products() != "cpp"
+        or N % 16
+        or b.shape[0] != K  # (torch.mm names the mismatch)
+        or not b.is_contiguous()
+        or b.dtype is not torch.float32
+    ):
         return a @ b
     ars, acs = a.stride()
     if not (acs == 1 or ars == 1) or a.dtype is not torch.float32:
