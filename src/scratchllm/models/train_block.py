@@ -68,8 +68,7 @@ def _has_hooks(block: nn.Module) -> bool:
     step: this runs for every block's call.)"""
     attn, mlp = block._modules["attn"]._modules, block._modules["mlp"]._modules
     return any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-        for m in (*block._modules.values(), *attn.values(), *mlp.values())
+        train_kernel.hooked(m) for m in (*block._modules.values(), *attn.values(), *mlp.values())
     )
 
 

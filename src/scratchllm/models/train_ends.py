@@ -37,34 +37,19 @@ from torch.autograd.function import once_differentiable
 
 from scratchllm.models import train_kernel
 from scratchllm.models.base import _LABEL_SMOOTHING
-from scratchllm.models.train_kernel import _kernel, _lib, _transpose, mm
+from scratchllm.models.train_kernel import _kernel, _lib, _transpose, hooked, mm
 
 IGNORE_INDEX = -1  # lm_loss's: targets that never count
 
 
-def _plain(module: nn.Module) -> bool:
-    return not (
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or module._backward_hooks
-        or module._backward_pre_hooks
-    )
-
-
 def _trainable_cpu_float(x: torch.Tensor, *params: torch.Tensor | None) -> bool:
-    """The checks both ends share: float32 CPU tensors, gradients wanted for something,
-    the kernels on and built, no autocast, not compiling, no global module hooks."""
-    module = torch.nn.modules.module
+    """The checks both ends share: float32 CPU tensors, gradients wanted for something, and
+    what every kernel path asks (``train_kernel._can_run``)."""
     return (
-        train_kernel.enabled
-        and torch.is_grad_enabled()
-        and x.is_cpu
+        x.is_cpu
         and all(p is None or (p.is_cpu and p.dtype is torch.float32) for p in params)
         and (x.requires_grad or any(p is not None and p.requires_grad for p in params))
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-        and not (module._global_forward_hooks or module._global_forward_pre_hooks)
-        and train_kernel.library.load() is not None
+        and train_kernel._can_run()
     )
 
 
@@ -93,8 +78,8 @@ def embed_fits(model: nn.Module, idx: torch.Tensor, positions) -> bool:
     return (
         idx.dtype is torch.int64
         and idx.dim() == 2
-        and _plain(wte)
-        and _plain(wpe)
+        and not hooked(wte)
+        and not hooked(wpe)
         and _trainable_cpu_float(idx, w, p)
         and w.is_contiguous()
         and p.is_contiguous()
@@ -177,8 +162,8 @@ def head_fits(
         and targets.shape == x.shape[:2]
         and (loss_mask is None or loss_mask.shape == x.shape[:2])
         and _LABEL_SMOOTHING.get() == 0.0
-        and _plain(ln_f)
-        and _plain(head)
+        and not hooked(ln_f)
+        and not hooked(head)
         and w.is_contiguous()
         and _trainable_cpu_float(x, w, g, b)
     )

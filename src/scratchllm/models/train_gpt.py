@@ -66,8 +66,7 @@ def _arguments(model: nn.Module, idx, targets, loss_mask, positions) -> tuple | 
     n_head = t.h[0]._modules["attn"].n_head
     for blk in t.h:
         if (
-            blk._forward_hooks or blk._forward_pre_hooks
-            or blk._backward_hooks or blk._backward_pre_hooks
+            train_kernel.hooked(blk)
             or blk._modules["attn"].n_head != n_head
             or not train_block.fits(blk, x)
         ):  # fmt: skip

@@ -484,6 +484,28 @@ class _GeluMLP(torch.autograd.Function):
         return dx, dw_fc, db_fc, dw_proj, db_proj
 
 
+def hooked(m: torch.nn.Module) -> bool:
+    """Whether ``m`` has a forward or backward hook of its own, which a kernel that computes
+    the module itself would skip."""
+    return bool(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+    )
+
+
+def _can_run() -> bool:
+    """What every kernel path asks first: the kernels on, gradients wanted, no autocast, not
+    compiling, no global module hooks, the library built."""
+    module = torch.nn.modules.module
+    return (
+        enabled
+        and torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and not (module._global_forward_hooks or module._global_forward_pre_hooks)
+        and library.load() is not None
+    )
+
+
 def _plain_linear(m: torch.nn.Module) -> bool:
     """An ``nn.Linear`` itself (not a LoRA or quantised layer) with float32 CPU weights and no
     hooks that the fused MLP would skip. (Parameters read from ``_parameters``: a module's
@@ -495,8 +517,7 @@ def _plain_linear(m: torch.nn.Module) -> bool:
         w.is_cpu
         and w.dtype is torch.float32
         and (b is None or b.dtype is torch.float32)
-        and not (m._forward_hooks or m._forward_pre_hooks)
-        and not (m._backward_hooks or m._backward_pre_hooks)
+        and not hooked(m)
     )
 
 
@@ -510,18 +531,12 @@ def linear_fits(x: torch.Tensor, *linears: torch.nn.Module) -> bool:
     ``gelu_mlp``) takes them on ``x``: plain float32 ``nn.Linear`` layers on a float32 CPU
     input, gradients wanted, no autocast, not compiling, the library built. (Checked on
     every layer's call, so written for speed: a block asks about 1 us of it.)"""
-    module = torch.nn.modules.module
     return (
-        enabled
-        and x.is_cpu
+        x.is_cpu
         and x.dtype is torch.float32
-        and torch.is_grad_enabled()
         and all(_plain_linear(m) for m in linears)
         and (x.requires_grad or any(_trains(m) for m in linears))
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-        and not (module._global_forward_hooks or module._global_forward_pre_hooks)
-        and library.load() is not None
+        and _can_run()
     )
 
 
